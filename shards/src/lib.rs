@@ -1,0 +1,11 @@
+//! Shardcast's media engine, the counterpart of mediasoup's worker: one shard per CPU core, each owning
+//! its sockets, routers, transports, producers and consumers, reached only through a command channel.
+
+pub mod command;
+pub mod consumer;
+pub mod producer;
+pub mod router;
+pub mod rtp_parameters;
+pub mod runtime;
+pub mod shard;
+pub mod transport;
