@@ -11,11 +11,13 @@
 //!   and Chrome negotiates 1.2 with it. A browser that also offers DTLS 1.3 sends a ClientHello with
 //!   `supported_versions` and `key_share` (often fragmented by a large post-quantum share): dimpl's 1.2
 //!   server ignores those extensions, reassembles the fragments and answers with a 1.2 ServerHello
-//!   (tested below with dimpl's own hybrid 1.2/1.3 ClientHello fragmented at a 200-byte MTU).
+//!   (tested below with dimpl's own hybrid 1.2/1.3 ClientHello, cut into fragments delivered out
+//!   of order).
 //!   `new_auto` as server would instead pick DTLS 1.3 for such a browser, unlike mediasoup.
 //! - **No cookie exchange** (HelloVerifyRequest): mediasoup does not do one either, ICE has already
 //!   checked the peer's address, and it saves a round trip.
-//! - **Retransmission starts at 100 ms and doubles** (mediasoup's DTLS timer), 8 retries, 40 s overall.
+//! - **Retransmission starts at 100 ms and doubles**, as mediasoup's DTLS timer does (which also caps
+//!   it at 4 s; dimpl cannot): 8 retries, and a handshake not done in 40 s fails.
 //! - **SRTP profiles**: mediasoup offers AEAD_AES_256_GCM, AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_80
 //!   and AES_CM_128_HMAC_SHA1_32 in that order. dimpl 0.9 hard-codes the first three in that order
 //!   (as client it offers them, as server it picks the first of them the client offers) and has no
@@ -578,7 +580,8 @@ impl DtlsTransport {
     /// `Connected` once the handshake is done, the keys are out and the peer is authenticated;
     /// `Failed` if the certificate that waited for the fingerprint does not match it.
     fn try_connect(&mut self) -> Option<DtlsOutput> {
-        if !self.handshake_done || self.state != DtlsState::Connecting || self.keys.is_none() {
+        let handshaking = matches!(self.state, DtlsState::New | DtlsState::Connecting);
+        if !self.handshake_done || !handshaking || self.keys.is_none() {
             return None;
         }
         if !self.peer_verified {
@@ -614,7 +617,10 @@ impl DtlsTransport {
             match (buf.get_mut(..len), self.scratch.get(..len)) {
                 (Some(dst), Some(src)) => dst.copy_from_slice(src),
                 // Handshake datagrams are at most the MTU; losing one only costs a retransmission.
-                _ => return DtlsOutput::None,
+                _ => {
+                    log::warn!("DTLS handshake datagram of {len} bytes dropped");
+                    return DtlsOutput::None;
+                }
             }
         }
         DtlsOutput::Packet(len)
@@ -1461,6 +1467,113 @@ mod tests {
     }
 
     #[test]
+    fn forged_records_after_the_handshake_are_ignored_but_a_fatal_alert_during_it_fails() {
+        let mut now = Instant::now();
+        let (mut client, mut server) = our_pair(now);
+        run(
+            &mut client,
+            &mut server,
+            &mut now,
+            Duration::from_secs(5),
+            &mut perfect,
+        );
+        // Plaintext fatal alert (epoch 0), a forged epoch-1 alert, a stray ChangeCipherSpec.
+        let alert = [21, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0x50, 0, 2, 2, 40];
+        let mut forged = alert;
+        forged[4] = 1;
+        let ccs = [20, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0x51, 0, 1, 1];
+        for record in [&alert[..], &forged, &ccs] {
+            let _ = server.handle_packet(record, now);
+            assert!(server.drain().failed.is_none());
+            assert_eq!(server.state(), DtlsState::Connected);
+        }
+
+        // During the handshake the peer may abort with a plaintext fatal alert, as with OpenSSL.
+        let (mut client, mut server) = our_pair(now);
+        client.timeout(now);
+        server
+            .handle_packet(&client.drain().packets[0], now)
+            .unwrap();
+        assert!(!server.drain().packets.is_empty());
+        assert!(matches!(
+            server.handle_packet(&alert, now),
+            Err(DtlsError::Dtls(_))
+        ));
+        assert!(matches!(server.drain().failed, Some(DtlsError::Dtls(_))));
+        assert_eq!(server.state(), DtlsState::Failed);
+    }
+
+    /// A datagram of one or two well-framed records with random fields: handshake headers with
+    /// random types, lengths and fragment offsets, alerts, CCS, application data, any epoch.
+    fn random_records(rng: &mut XorShift) -> Vec<u8> {
+        let mut datagram = Vec::new();
+        for _ in 0..1 + rng.next() % 2 {
+            let content_type = 20 + (rng.next() % 4) as u8;
+            let epoch = (rng.next() % 3) as u16;
+            let mut body = Vec::new();
+            if content_type == 22 {
+                body.push((rng.next() % 25) as u8);
+                let length = (rng.next() % 400) as u32;
+                body.extend_from_slice(&length.to_be_bytes()[1..]);
+                body.extend_from_slice(&((rng.next() % 8) as u16).to_be_bytes());
+                let offset = (rng.next() % 500) as u32;
+                body.extend_from_slice(&offset.to_be_bytes()[1..]);
+                let fragment = (rng.next() % 120) as u32;
+                body.extend_from_slice(&fragment.to_be_bytes()[1..]);
+                let n = (rng.next() % 130) as usize;
+                body.extend(rng.bytes(n));
+            } else {
+                let n = (rng.next() % 64) as usize;
+                body.extend(rng.bytes(n));
+            }
+            let mut record = framed(rng, content_type, epoch, 0);
+            record.truncate(11);
+            record.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            record.extend_from_slice(&body);
+            datagram.extend_from_slice(&record);
+        }
+        datagram
+    }
+
+    #[test]
+    fn random_well_framed_records_never_panic_nor_disturb_a_connection() {
+        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+        let mut now = Instant::now();
+        // Before, in the middle of and after the handshake.
+        let (mut client, mut fresh) = our_pair(now);
+        let (_, mut midway) = our_pair(now);
+        client.timeout(now);
+        midway
+            .handle_packet(&client.drain().packets[0], now)
+            .unwrap();
+        let (mut client, mut connected) = our_pair(now);
+        run(
+            &mut client,
+            &mut connected,
+            &mut now,
+            Duration::from_secs(5),
+            &mut perfect,
+        );
+        for _ in 0..3000 {
+            now += Duration::from_millis(1);
+            for transport in [&mut fresh, &mut midway, &mut connected] {
+                let _ = transport.handle_packet(&random_records(&mut rng), now);
+                let _ = transport.drain();
+            }
+        }
+        assert_eq!(connected.state(), DtlsState::Connected);
+        client.send_application_data(b"still there").unwrap();
+        let (_, b) = run(
+            &mut client,
+            &mut connected,
+            &mut now,
+            Duration::from_secs(1),
+            &mut perfect,
+        );
+        assert_eq!(b.app_data, vec![b"still there".to_vec()]);
+    }
+
+    #[test]
     fn malformed_datagrams_are_reported_and_change_nothing() {
         let now = Instant::now();
         let (_, mut server) = our_pair(now);
@@ -1556,7 +1669,8 @@ mod tests {
         }
         assert!(matches!(failed, Some(DtlsError::Dtls(_))), "{failed:?}");
         assert_eq!(client.state(), DtlsState::Failed);
-        assert!(sent > 5, "ClientHello was retransmitted only {sent} times");
+        // The first ClientHello and its 8 retransmissions, then the 40 s deadline.
+        assert_eq!(sent, 9);
         assert_eq!(client.poll_timeout(), None);
     }
 
