@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::rc::Rc;
 
-use serde_json::Value;
 use shards::command::{Command, CommandOk, ShardEvent};
-use shards::rtp_parameters::{self as ortc, RtpCapabilities};
+use shards::rtp_parameters as ortc;
 
 use crate::config::Config;
 use crate::placement::ShardPool;
-use crate::room::Room;
+use crate::room::{Room, RoomSettings};
 use crate::signalling::session::Session;
 
 /// Counters of the signalling shard, exported on /metrics.
@@ -33,8 +32,7 @@ impl Counters {
 pub struct App {
     pub config: Config,
     pub pool: ShardPool,
-    pub router_caps: Rc<RtpCapabilities>,
-    pub router_caps_json: Rc<Value>,
+    pub settings: Rc<RoomSettings>,
     rooms: RefCell<HashMap<String, Rc<Room>>>,
     next_serial: Cell<u64>,
     pub counters: Counters,
@@ -45,11 +43,16 @@ impl App {
         let caps = ortc::generate_router_rtp_capabilities(&ortc::demo_media_codecs())
             .map_err(|e| format!("router capabilities: {e}"))?;
         let caps_json = serde_json::to_value(&caps).map_err(|e| e.to_string())?;
+        let settings = Rc::new(RoomSettings {
+            router_caps: caps,
+            router_caps_json: caps_json,
+            throttle_secret: config.throttle_secret.clone(),
+            ice_consent_timeout: config.ice_consent_timeout,
+        });
         Ok(Self {
             config,
             pool,
-            router_caps: Rc::new(caps),
-            router_caps_json: Rc::new(caps_json),
+            settings,
             rooms: RefCell::new(HashMap::new()),
             next_serial: Cell::new(1),
             counters: Counters::default(),
@@ -77,14 +80,7 @@ impl App {
             .map(|r| r as u32)
             .unwrap_or(0);
         log::info!("room {room_id}: created on media shard {}", shard.index);
-        let room = Room::new(
-            room_id.to_string(),
-            shard,
-            replicas,
-            self.router_caps.clone(),
-            self.router_caps_json.clone(),
-            self.config.throttle_secret.clone(),
-        );
+        let room = Room::new(room_id.to_string(), shard, replicas, self.settings.clone());
         self.rooms
             .borrow_mut()
             .insert(room_id.to_string(), room.clone());
@@ -165,15 +161,17 @@ impl App {
                         ("udp_port", s.udp_port as u64),
                         ("udp_datagrams_received_total", s.udp_datagrams_received),
                         ("udp_bytes_received_total", s.udp_bytes_received),
-                        ("udp_dropped_stun_total", s.udp_dropped_stun),
-                        ("udp_dropped_dtls_total", s.udp_dropped_dtls),
-                        ("udp_dropped_rtp_total", s.udp_dropped_rtp),
-                        ("udp_dropped_unknown_total", s.udp_dropped_unknown),
                         ("tcp_connections_accepted_total", s.tcp_connections_accepted),
                         ("tcp_frames_received_total", s.tcp_frames_received),
-                        ("tcp_dropped_total", s.tcp_dropped),
+                        ("tcp_framing_errors_total", s.tcp_framing_errors),
                     ] {
                         let _ = writeln!(out, "shardcast_shard_{name}{{shard=\"{i}\"}} {value}");
+                    }
+                    for (reason, value) in &s.drops {
+                        let _ = writeln!(
+                            out,
+                            "shardcast_shard_packets_dropped_total{{shard=\"{i}\",reason=\"{reason}\"}} {value}"
+                        );
                     }
                 }
                 _ => {

@@ -17,7 +17,6 @@ use crate::signalling::protoo::ProtooError;
 use crate::signalling::session::Session;
 
 /// Demo server transport options (config.example.js).
-const ICE_CONSENT_TIMEOUT: u8 = 20;
 const INITIAL_AVAILABLE_OUTGOING_BITRATE: u32 = 1_000_000;
 const MAX_INCOMING_BITRATE: u32 = 1_500_000;
 /// Caps that keep one client from exhausting a shard.
@@ -89,14 +88,20 @@ impl Caller {
     }
 }
 
+/// What every room of the process shares: the router capabilities and the operator's settings.
+pub struct RoomSettings {
+    pub router_caps: RtpCapabilities,
+    pub router_caps_json: Value,
+    pub throttle_secret: Option<String>,
+    pub ice_consent_timeout: u8,
+}
+
 pub struct Room {
     pub id: String,
     pub router_id: String,
     pub shard: Rc<ShardClient>,
     pub consumer_replicas: u32,
-    router_caps: Rc<RtpCapabilities>,
-    router_caps_json: Rc<Value>,
-    throttle_secret: Option<String>,
+    settings: Rc<RoomSettings>,
     state: RefCell<RoomState>,
     closed: Cell<bool>,
 }
@@ -131,18 +136,14 @@ impl Room {
         id: String,
         shard: Rc<ShardClient>,
         consumer_replicas: u32,
-        router_caps: Rc<RtpCapabilities>,
-        router_caps_json: Rc<Value>,
-        throttle_secret: Option<String>,
+        settings: Rc<RoomSettings>,
     ) -> Rc<Self> {
         let room = Rc::new(Self {
             id,
             router_id: uuid::Uuid::new_v4().to_string(),
             shard,
             consumer_replicas: consumer_replicas.min(MAX_CONSUMER_REPLICAS),
-            router_caps,
-            router_caps_json,
-            throttle_secret,
+            settings,
             state: RefCell::new(RoomState::default()),
             closed: Cell::new(false),
         });
@@ -381,11 +382,14 @@ impl Room {
         }
         let mut after = After::Nothing;
         let reply = match method {
-            "getRouterRtpCapabilities" => Ok((*self.router_caps_json).clone()),
-            "join" => self.join(caller, &data).map(|v| {
-                after = After::Joined;
-                v
-            }),
+            "getRouterRtpCapabilities" => Ok(self.settings.router_caps_json.clone()),
+            "join" => {
+                let reply = self.join(caller, &data);
+                if reply.is_ok() {
+                    after = After::Joined;
+                }
+                reply
+            }
             "createWebRtcTransport" => self.create_webrtc_transport(caller, &data).await,
             "connectWebRtcTransport" => self.connect_webrtc_transport(caller, &data).await,
             "restartIce" => self.restart_ice(caller, &data).await,
@@ -660,7 +664,7 @@ impl Room {
         let transport_id = uuid::Uuid::new_v4().to_string();
         let options = WebRtcTransportOptions {
             force_tcp: bool_field(data, "forceTcp"),
-            ice_consent_timeout: ICE_CONSENT_TIMEOUT,
+            ice_consent_timeout: self.settings.ice_consent_timeout,
             initial_available_outgoing_bitrate: INITIAL_AVAILABLE_OUTGOING_BITRATE,
             max_incoming_bitrate: Some(MAX_INCOMING_BITRATE),
         };
@@ -777,7 +781,7 @@ impl Room {
             Some(_) => return Err(ProtooError::bad_request("appData must be an object")),
         };
         let rtp_mapping =
-            ortc::get_producer_rtp_parameters_mapping(&rtp_parameters, &self.router_caps)
+            ortc::get_producer_rtp_parameters_mapping(&rtp_parameters, &self.settings.router_caps)
                 .map_err(|e| err(e.to_string()))?;
         {
             let mut state = self.state.borrow_mut();
@@ -811,7 +815,7 @@ impl Room {
         let consumable = ortc::get_consumable_rtp_parameters(
             kind,
             &rtp_parameters,
-            &self.router_caps,
+            &self.settings.router_caps,
             &rtp_mapping,
         );
         let producer_type = ortc::producer_type(&rtp_parameters);
@@ -1042,7 +1046,7 @@ impl Room {
 
     fn network_throttle(&self, method: &str, data: &Value) -> Reply {
         let secret = data.get("secret").and_then(Value::as_str);
-        match (&self.throttle_secret, secret) {
+        match (&self.settings.throttle_secret, secret) {
             (Some(expected), Some(given)) if expected == given => Err(err(format!(
                 "{method} is not supported yet: per-peer network throttling arrives in a later \
                  Shardcast release"

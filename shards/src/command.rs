@@ -151,13 +151,11 @@ pub struct ShardStats {
     pub udp_port: u16,
     pub udp_datagrams_received: u64,
     pub udp_bytes_received: u64,
-    pub udp_dropped_stun: u64,
-    pub udp_dropped_dtls: u64,
-    pub udp_dropped_rtp: u64,
-    pub udp_dropped_unknown: u64,
     pub tcp_connections_accepted: u64,
     pub tcp_frames_received: u64,
-    pub tcp_dropped: u64,
+    pub tcp_framing_errors: u64,
+    /// Packets dropped, by reason (see `shard::DropReason`).
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 /// Something that happened on the shard that the signalling shard must relay (mediasoup's

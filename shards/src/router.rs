@@ -1,19 +1,17 @@
 //! A Router: one room's transports, producers and consumers, all owned by one shard.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::command::{CommandOk, CommandResult, ConsumeCommand, ProduceCommand};
 use crate::consumer::Consumer;
 use crate::producer::Producer;
-use crate::transport::dtls_certificate::DtlsFingerprint;
-use crate::transport::webrtc_transport::{
-    DtlsParameters, ListenInfo, WebRtcTransport, WebRtcTransportOptions,
-};
 
 #[derive(Debug, Default)]
 pub struct Router {
     pub id: String,
-    pub transports: HashMap<String, WebRtcTransport>,
+    /// Ids of this router's transports (the transports themselves live in the shard, which
+    /// routes packets to them).
+    pub transports: HashSet<String>,
     pub producers: HashMap<String, Producer>,
     pub consumers: HashMap<String, Consumer>,
 }
@@ -30,50 +28,11 @@ impl Router {
         }
     }
 
-    pub fn create_webrtc_transport(
-        &mut self,
-        transport_id: String,
-        options: WebRtcTransportOptions,
-        listen: &ListenInfo,
-        fingerprints: Vec<DtlsFingerprint>,
-    ) -> CommandResult {
-        if self.transports.contains_key(&transport_id) {
-            return Err(format!(
-                "a transport with id \"{transport_id}\" already exists"
-            ));
-        }
-        let transport = WebRtcTransport::new(transport_id.clone(), options, listen, fingerprints);
-        let data = transport.data();
-        self.transports.insert(transport_id, transport);
-        Ok(CommandOk::WebRtcTransport(Box::new(data)))
-    }
-
-    pub fn transport_mut(&mut self, id: &str) -> Result<&mut WebRtcTransport, String> {
-        self.transports
-            .get_mut(id)
-            .ok_or_else(|| not_found("transport", id))
-    }
-
-    pub fn connect_webrtc_transport(
-        &mut self,
-        transport_id: &str,
-        dtls_parameters: DtlsParameters,
-    ) -> CommandResult {
-        self.transport_mut(transport_id)?.connect(dtls_parameters)?;
-        Ok(CommandOk::Done)
-    }
-
-    pub fn restart_ice(&mut self, transport_id: &str) -> CommandResult {
-        Ok(CommandOk::IceParameters(
-            self.transport_mut(transport_id)?.restart_ice(),
-        ))
-    }
-
     /// Closes a transport with everything on it: its producers (and their consumers on every
     /// transport) and its own consumers. Returns the ids of the consumers closed because their
     /// producer went away.
     pub fn close_transport(&mut self, transport_id: &str) -> Result<Vec<String>, String> {
-        if self.transports.remove(transport_id).is_none() {
+        if !self.transports.remove(transport_id) {
             return Err(not_found("transport", transport_id));
         }
         let producers: Vec<String> = self
@@ -91,7 +50,7 @@ impl Router {
     }
 
     pub fn produce(&mut self, cmd: ProduceCommand) -> CommandResult {
-        if !self.transports.contains_key(&cmd.transport_id) {
+        if !self.transports.contains(&cmd.transport_id) {
             return Err(not_found("transport", &cmd.transport_id));
         }
         if self.producers.contains_key(&cmd.producer_id) {
@@ -139,7 +98,7 @@ impl Router {
     }
 
     pub fn consume(&mut self, cmd: ConsumeCommand) -> CommandResult {
-        if !self.transports.contains_key(&cmd.transport_id) {
+        if !self.transports.contains(&cmd.transport_id) {
             return Err(not_found("transport", &cmd.transport_id));
         }
         let producer_paused = self

@@ -7,14 +7,20 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::AsyncReadExt;
-use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
+use std::collections::HashMap;
+use std::time::Instant;
+
+use futures::channel::mpsc;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::StreamExt;
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::net::{TcpListener, TcpStream, UdpSocket};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
-use crate::command::{ShardMessage, ShardRequest};
+use crate::command::{ShardEvent, ShardMessage, ShardRequest};
 use crate::shard::Shard;
 use crate::transport::dtls_certificate::DtlsCertificate;
+use crate::transport::ice_server::Protocol;
 use crate::transport::webrtc_transport::ListenInfo;
 
 /// glommio's locked io memory per executor: small enough that many shards fit the default 8 MiB
@@ -26,6 +32,8 @@ pub const RING_DEPTH: usize = 256;
 const CHANNEL_CAPACITY: usize = 1024;
 /// Largest datagram we read (WebRTC keeps well under the 1500-byte MTU).
 const MAX_DATAGRAM: usize = 2048;
+/// How often the shard looks for due timers (consent, DTLS retransmissions, RTCP).
+const TIMER_TICK: Duration = Duration::from_millis(20);
 
 /// How to start one media shard.
 #[derive(Debug, Clone)]
@@ -137,48 +145,102 @@ async fn run_shard(
     let port = udp.local_addr().map(|a| a.port()).unwrap_or(addr.port());
     let mut listen = config.listen.clone();
     listen.local.set_port(port);
-    let shard = Rc::new(RefCell::new(Shard::new(index, listen, certificate)));
     // Ready before connecting the channels: connecting waits for the signalling side's end.
     let _ = ready.send(Ok(port));
     let requests = requests.connect().await;
-    let messages = Rc::new(messages.connect().await);
+    let messages = messages.connect().await;
     log::info!("media shard {index} listening on udp/tcp {addr}");
 
-    glommio::spawn_local(udp_loop(shard.clone(), udp)).detach();
-    glommio::spawn_local(tcp_accept_loop(shard.clone(), tcp)).detach();
+    // Responses and events leave through one local queue, so their order is kept and the packet
+    // path never waits on the cross-thread channel.
+    let (out_tx, mut out_rx) = mpsc::unbounded::<ShardMessage>();
+    glommio::spawn_local(async move {
+        while let Some(message) = out_rx.next().await {
+            if messages.send(message).await.is_err() {
+                break;
+            }
+        }
+    })
+    .detach();
+
+    let io = Rc::new(ShardIo {
+        shard: RefCell::new(Shard::new(index, listen, certificate)),
+        udp,
+        tcp_writers: RefCell::new(HashMap::new()),
+        out: out_tx,
+    });
+    glommio::spawn_local(udp_loop(io.clone())).detach();
+    glommio::spawn_local(tcp_accept_loop(io.clone(), tcp)).detach();
+    glommio::spawn_local(timer_loop(io.clone())).detach();
 
     while let Some(request) = requests.recv().await {
-        let result = shard.borrow_mut().handle(request.command);
-        if messages
-            .send(ShardMessage::Response {
-                id: request.id,
-                result,
-            })
-            .await
-            .is_err()
-        {
-            break;
-        }
-        forward_events(&shard, &messages).await;
+        let result = io
+            .shard
+            .borrow_mut()
+            .handle(request.command, Instant::now());
+        let _ = io.out.unbounded_send(ShardMessage::Response {
+            id: request.id,
+            result,
+        });
+        io.after_work().await;
     }
     log::info!("media shard {index} stopping: its command channel closed");
 }
 
-async fn forward_events(shard: &Rc<RefCell<Shard>>, messages: &ConnectedSender<ShardMessage>) {
-    let events: Vec<_> = shard.borrow_mut().drain_events().collect();
-    for event in events {
-        if messages.send(ShardMessage::Event(event)).await.is_err() {
-            return;
+/// The shard with its sockets: what every task of the shard shares (single-threaded).
+struct ShardIo {
+    shard: RefCell<Shard>,
+    udp: UdpSocket,
+    /// Writers of the open ICE-TCP connections, by remote address.
+    tcp_writers: RefCell<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
+    out: mpsc::UnboundedSender<ShardMessage>,
+}
+
+impl ShardIo {
+    /// Relays events and sends what the shard queued.
+    async fn after_work(&self) {
+        let events: Vec<ShardEvent> = self.shard.borrow_mut().drain_events().collect();
+        for event in events {
+            let _ = self.out.unbounded_send(ShardMessage::Event(event));
+        }
+        loop {
+            let Some(transmit) = self.shard.borrow_mut().poll_transmit() else {
+                return;
+            };
+            match transmit.tuple.protocol {
+                Protocol::Udp => {
+                    if let Err(e) = self
+                        .udp
+                        .send_to(&transmit.data, transmit.tuple.remote)
+                        .await
+                    {
+                        log::debug!("udp send to {} failed: {e}", transmit.tuple.remote);
+                    }
+                }
+                Protocol::Tcp => {
+                    if let Some(writer) = self.tcp_writers.borrow().get(&transmit.tuple.remote) {
+                        let _ = writer.unbounded_send(transmit.data);
+                    }
+                }
+            }
         }
     }
 }
 
 /// Receives every datagram of the shard's UDP socket into one reused buffer.
-async fn udp_loop(shard: Rc<RefCell<Shard>>, socket: UdpSocket) {
+async fn udp_loop(io: Rc<ShardIo>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((len, _from)) => shard.borrow_mut().on_udp_datagram(&buf[..len]),
+        match io.udp.recv_from(&mut buf).await {
+            Ok((len, from)) => {
+                {
+                    let mut shard = io.shard.borrow_mut();
+                    shard.counters.udp_datagrams_received += 1;
+                    shard.counters.udp_bytes_received += len as u64;
+                    shard.handle_packet(Protocol::Udp, from, &mut buf[..len], Instant::now());
+                }
+                io.after_work().await;
+            }
             Err(e) => {
                 log::warn!("udp receive error: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -187,12 +249,25 @@ async fn udp_loop(shard: Rc<RefCell<Shard>>, socket: UdpSocket) {
     }
 }
 
-async fn tcp_accept_loop(shard: Rc<RefCell<Shard>>, listener: TcpListener) {
+/// Fires the transports' timers (consent, DTLS retransmissions, RTCP).
+async fn timer_loop(io: Rc<ShardIo>) {
+    loop {
+        glommio::timer::sleep(TIMER_TICK).await;
+        let now = Instant::now();
+        let due = io.shard.borrow().poll_timeout().is_some_and(|t| t <= now);
+        if due {
+            io.shard.borrow_mut().handle_timeout(now);
+            io.after_work().await;
+        }
+    }
+}
+
+async fn tcp_accept_loop(io: Rc<ShardIo>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                shard.borrow_mut().counters.tcp_connections_accepted += 1;
-                glommio::spawn_local(tcp_connection(shard.clone(), stream)).detach();
+                io.shard.borrow_mut().counters.tcp_connections_accepted += 1;
+                glommio::spawn_local(tcp_connection(io.clone(), stream)).detach();
             }
             Err(e) => {
                 log::warn!("ice-tcp accept error: {e}");
@@ -202,24 +277,50 @@ async fn tcp_accept_loop(shard: Rc<RefCell<Shard>>, listener: TcpListener) {
     }
 }
 
-/// An ICE-TCP connection: RFC 4571 frames (a 2-byte length, then the packet). Frames are counted
-/// and handed to the same path as UDP datagrams; a connection that sends nothing valid for
-/// 30 s is closed.
-async fn tcp_connection(shard: Rc<RefCell<Shard>>, mut stream: TcpStream) {
+/// An ICE-TCP connection: RFC 4571 frames (a 2-byte length, then the packet), handled like UDP
+/// datagrams from this remote address. A connection idle for 30 s is closed.
+async fn tcp_connection(io: Rc<ShardIo>, stream: TcpStream) {
+    let Ok(remote) = stream.peer_addr() else {
+        return;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let (mut reader, mut writer) = futures::io::AsyncReadExt::split(stream);
+    let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
+    io.tcp_writers.borrow_mut().insert(remote, tx);
+    glommio::spawn_local(async move {
+        while let Some(frame) = rx.next().await {
+            let Ok(len) = u16::try_from(frame.len()) else {
+                continue;
+            };
+            if writer.write_all(&len.to_be_bytes()).await.is_err()
+                || writer.write_all(&frame).await.is_err()
+            {
+                break;
+            }
+        }
+    })
+    .detach();
     let mut header = [0u8; 2];
     let mut frame = vec![0u8; u16::MAX as usize];
     loop {
-        if stream.read_exact(&mut header).await.is_err() {
-            return;
+        if reader.read_exact(&mut header).await.is_err() {
+            break;
         }
         let len = u16::from_be_bytes(header) as usize;
-        if len == 0 || stream.read_exact(&mut frame[..len]).await.is_err() {
-            shard.borrow_mut().counters.tcp_dropped += 1;
-            return;
+        if len == 0 || reader.read_exact(&mut frame[..len]).await.is_err() {
+            io.shard.borrow_mut().counters.tcp_framing_errors += 1;
+            break;
         }
-        let mut shard = shard.borrow_mut();
-        shard.counters.tcp_frames_received += 1;
-        shard.on_udp_datagram(&frame[..len]);
+        {
+            let mut shard = io.shard.borrow_mut();
+            shard.counters.tcp_frames_received += 1;
+            shard.handle_packet(Protocol::Tcp, remote, &mut frame[..len], Instant::now());
+        }
+        io.after_work().await;
     }
+    io.tcp_writers.borrow_mut().remove(&remote);
+    io.shard
+        .borrow_mut()
+        .handle_tcp_closed(remote, Instant::now());
+    io.after_work().await;
 }

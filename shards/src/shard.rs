@@ -1,27 +1,19 @@
-//! One media shard's state: its routers and the counters of its sockets. Commands go in, results
-//! and events come out; the I/O shell around it lives in `runtime`.
+//! One media shard's state: its routers, its transports and the indexes that route each packet of
+//! its sockets to a transport (STUN by USERNAME, everything else by validated tuple). Commands and
+//! packets go in, transmits and events come out; the I/O shell lives in `runtime`.
 
-use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::command::{Command, CommandOk, CommandResult, ShardEvent, ShardStats};
 use crate::router::Router;
 use crate::transport::dtls_certificate::{DtlsCertificate, DtlsFingerprint};
-use crate::transport::webrtc_transport::ListenInfo;
-
-/// Counters of traffic the shard dropped, by kind (RFC 7983 first byte).
-#[derive(Debug, Default, Clone)]
-pub struct SocketCounters {
-    pub udp_datagrams_received: u64,
-    pub udp_bytes_received: u64,
-    pub udp_dropped_stun: u64,
-    pub udp_dropped_dtls: u64,
-    pub udp_dropped_rtp: u64,
-    pub udp_dropped_unknown: u64,
-    pub tcp_connections_accepted: u64,
-    pub tcp_frames_received: u64,
-    pub tcp_dropped: u64,
-}
+use crate::transport::ice_server::{IceOutcome, Protocol, TransportTuple};
+use crate::transport::stun::StunMessage;
+use crate::transport::webrtc_transport::{
+    ListenInfo, Transmit, TransportDrop, TransportEvent, TransportOutput, WebRtcTransport,
+};
 
 /// What kind of packet a datagram is, by its first byte (RFC 7983).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,14 +33,102 @@ pub fn classify(datagram: &[u8]) -> PacketKind {
     }
 }
 
+/// Why the shard dropped a packet. Every drop is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not STUN, DTLS or RTP/RTCP by its first byte.
+    UnknownKind,
+    /// STUN that does not parse.
+    StunMalformed,
+    /// STUN request whose USERNAME names no transport of this shard.
+    StunUnknownUsername,
+    /// STUN that a transport refused (answered 400/401/487 or dropped).
+    StunRejected,
+    /// DTLS from an address ICE has not validated.
+    DtlsUnvalidated,
+    /// DTLS the transport refused.
+    DtlsInvalid,
+    /// RTP/RTCP from an address ICE has not validated.
+    RtpUnvalidated,
+    /// RTP/RTCP before the DTLS handshake gave SRTP keys.
+    SrtpNotReady,
+    /// SRTP/SRTCP failing authentication, replay protection or framing.
+    SrtpInvalid,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 9] = [
+        DropReason::UnknownKind,
+        DropReason::StunMalformed,
+        DropReason::StunUnknownUsername,
+        DropReason::StunRejected,
+        DropReason::DtlsUnvalidated,
+        DropReason::DtlsInvalid,
+        DropReason::RtpUnvalidated,
+        DropReason::SrtpNotReady,
+        DropReason::SrtpInvalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownKind => "unknown_kind",
+            DropReason::StunMalformed => "stun_malformed",
+            DropReason::StunUnknownUsername => "stun_unknown_username",
+            DropReason::StunRejected => "stun_rejected",
+            DropReason::DtlsUnvalidated => "dtls_unvalidated",
+            DropReason::DtlsInvalid => "dtls_invalid",
+            DropReason::RtpUnvalidated => "rtp_unvalidated",
+            DropReason::SrtpNotReady => "srtp_not_ready",
+            DropReason::SrtpInvalid => "srtp_invalid",
+        }
+    }
+}
+
+/// Counters of the shard's sockets.
+#[derive(Debug, Default, Clone)]
+pub struct SocketCounters {
+    pub udp_datagrams_received: u64,
+    pub udp_bytes_received: u64,
+    pub tcp_connections_accepted: u64,
+    pub tcp_frames_received: u64,
+    pub tcp_framing_errors: u64,
+    pub drops: [u64; DropReason::ALL.len()],
+}
+
+impl SocketCounters {
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+}
+
+/// Transports are addressed by a shard-local number on the packet path.
+type TransportKey = u32;
+
+struct TransportEntry {
+    router_id: String,
+    transport: WebRtcTransport,
+    /// The ufrags currently indexed for this transport.
+    ufrags: Vec<String>,
+}
+
 pub struct Shard {
     pub index: usize,
     pub listen: ListenInfo,
-    pub certificate: DtlsCertificate,
+    certificate: DtlsCertificate,
     fingerprints: Vec<DtlsFingerprint>,
     pub routers: HashMap<String, Router>,
+    transports: HashMap<TransportKey, TransportEntry>,
+    transport_keys: HashMap<String, TransportKey>,
+    by_ufrag: HashMap<String, TransportKey>,
+    by_tuple: HashMap<(SocketAddr, Protocol), TransportKey>,
+    next_key: TransportKey,
     pub counters: SocketCounters,
     events: Vec<ShardEvent>,
+    transmits: VecDeque<Transmit>,
 }
 
 fn now_ms() -> u64 {
@@ -56,6 +136,10 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+fn not_found(what: &str, id: &str) -> String {
+    format!("{what} with id \"{id}\" not found")
 }
 
 impl Shard {
@@ -67,8 +151,14 @@ impl Shard {
             certificate,
             fingerprints,
             routers: HashMap::new(),
+            transports: HashMap::new(),
+            transport_keys: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_tuple: HashMap::new(),
+            next_key: 1,
             counters: SocketCounters::default(),
             events: Vec::new(),
+            transmits: VecDeque::new(),
         }
     }
 
@@ -81,16 +171,177 @@ impl Shard {
         self.events.drain(..)
     }
 
-    /// Counts a datagram received on the UDP socket. Until a transport claims it (by ICE
-    /// username, then by validated tuple) it is dropped, and counted by kind.
-    pub fn on_udp_datagram(&mut self, datagram: &[u8]) {
-        self.counters.udp_datagrams_received += 1;
-        self.counters.udp_bytes_received += datagram.len() as u64;
-        match classify(datagram) {
-            PacketKind::Stun => self.counters.udp_dropped_stun += 1,
-            PacketKind::Dtls => self.counters.udp_dropped_dtls += 1,
-            PacketKind::RtpOrRtcp => self.counters.udp_dropped_rtp += 1,
-            PacketKind::Unknown => self.counters.udp_dropped_unknown += 1,
+    /// The next datagram (or TCP frame) to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// One datagram (UDP) or RFC 4571 frame (TCP) from `remote`, routed by RFC 7983's first byte:
+    /// STUN by USERNAME, DTLS and SRTP by validated tuple. Everything else is counted and dropped.
+    pub fn handle_packet(
+        &mut self,
+        protocol: Protocol,
+        remote: SocketAddr,
+        data: &mut [u8],
+        now: Instant,
+    ) {
+        let tuple = TransportTuple {
+            local: self.listen.local,
+            remote,
+            protocol,
+        };
+        match classify(data) {
+            PacketKind::Stun => self.handle_stun(tuple, data, now),
+            PacketKind::Dtls => {
+                let Some(&key) = self.by_tuple.get(&(remote, protocol)) else {
+                    return self.counters.drop(DropReason::DtlsUnvalidated);
+                };
+                let mut out = TransportOutput::default();
+                let result = match self.transports.get_mut(&key) {
+                    Some(entry) => entry.transport.handle_dtls(data, tuple, now, &mut out),
+                    None => Err(TransportDrop::Dtls),
+                };
+                if result.is_err() {
+                    self.counters.drop(DropReason::DtlsInvalid);
+                }
+                self.apply(key, out);
+            }
+            PacketKind::RtpOrRtcp => {
+                let Some(&key) = self.by_tuple.get(&(remote, protocol)) else {
+                    return self.counters.drop(DropReason::RtpUnvalidated);
+                };
+                let Some(entry) = self.transports.get_mut(&key) else {
+                    return self.counters.drop(DropReason::RtpUnvalidated);
+                };
+                match entry.transport.handle_srtp(data) {
+                    // Forwarding to consumers plugs in here.
+                    Ok(_len) => {}
+                    Err(TransportDrop::SrtpNotReady) => {
+                        self.counters.drop(DropReason::SrtpNotReady)
+                    }
+                    Err(_) => self.counters.drop(DropReason::SrtpInvalid),
+                }
+            }
+            PacketKind::Unknown => self.counters.drop(DropReason::UnknownKind),
+        }
+    }
+
+    fn handle_stun(&mut self, tuple: TransportTuple, data: &[u8], now: Instant) {
+        let Ok(msg) = StunMessage::parse(data) else {
+            return self.counters.drop(DropReason::StunMalformed);
+        };
+        // USERNAME is "<our ufrag>:<their ufrag>".
+        let local_ufrag = msg
+            .username()
+            .and_then(|u| u.split_once(':'))
+            .map(|(local, _)| local);
+        let Some(&key) = local_ufrag.and_then(|u| self.by_ufrag.get(u)) else {
+            return self.counters.drop(DropReason::StunUnknownUsername);
+        };
+        let Some(entry) = self.transports.get_mut(&key) else {
+            return self.counters.drop(DropReason::StunUnknownUsername);
+        };
+        let mut out = TransportOutput::default();
+        let outcome =
+            entry
+                .transport
+                .handle_stun(&msg, tuple, data.len(), &self.certificate, now, &mut out);
+        if !matches!(outcome, IceOutcome::Accepted | IceOutcome::Ignored) {
+            self.counters.drop(DropReason::StunRejected);
+        }
+        self.apply(key, out);
+    }
+
+    /// A TCP connection closed: its tuple is gone.
+    pub fn handle_tcp_closed(&mut self, remote: SocketAddr, now: Instant) {
+        let Some(&key) = self.by_tuple.get(&(remote, Protocol::Tcp)) else {
+            return;
+        };
+        let tuple = TransportTuple {
+            local: self.listen.local,
+            remote,
+            protocol: Protocol::Tcp,
+        };
+        let mut out = TransportOutput::default();
+        if let Some(entry) = self.transports.get_mut(&key) {
+            entry
+                .transport
+                .remove_tuple(&tuple, &self.certificate, now, &mut out);
+        }
+        self.apply(key, out);
+    }
+
+    /// The earliest time any transport needs `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.transports
+            .values()
+            .filter_map(|e| e.transport.poll_timeout())
+            .min()
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<TransportKey> = self
+            .transports
+            .iter()
+            .filter(|(_, e)| e.transport.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let mut out = TransportOutput::default();
+            if let Some(entry) = self.transports.get_mut(&key) {
+                entry
+                    .transport
+                    .handle_timeout(&self.certificate, now, &mut out);
+            }
+            self.apply(key, out);
+        }
+    }
+
+    /// Queues a transport's transmits, keeps the indexes in step and relays state changes.
+    fn apply(&mut self, key: TransportKey, out: TransportOutput) {
+        self.transmits.extend(out.transmits);
+        let Some(entry) = self.transports.get_mut(&key) else {
+            return;
+        };
+        for event in out.events {
+            match event {
+                TransportEvent::TupleAdded(t) => {
+                    self.by_tuple.insert((t.remote, t.protocol), key);
+                }
+                TransportEvent::TupleRemoved(t) => {
+                    if self.by_tuple.get(&(t.remote, t.protocol)) == Some(&key) {
+                        self.by_tuple.remove(&(t.remote, t.protocol));
+                    }
+                }
+                TransportEvent::UsernameFragmentsChanged => {
+                    let current = entry.transport.username_fragments();
+                    for old in entry.ufrags.iter().filter(|u| !current.contains(u)) {
+                        self.by_ufrag.remove(old);
+                    }
+                    for ufrag in &current {
+                        self.by_ufrag.insert(ufrag.clone(), key);
+                    }
+                    entry.ufrags = current;
+                }
+                TransportEvent::IceState(state) => {
+                    self.events.push(ShardEvent::TransportIceStateChanged {
+                        router_id: entry.router_id.clone(),
+                        transport_id: entry.transport.id.clone(),
+                        ice_state: serde_json::to_value(state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                    });
+                }
+                TransportEvent::DtlsState(state) => {
+                    self.events.push(ShardEvent::TransportDtlsStateChanged {
+                        router_id: entry.router_id.clone(),
+                        transport_id: entry.transport.id.clone(),
+                        dtls_state: state.as_str().to_string(),
+                    });
+                }
+            }
         }
     }
 
@@ -100,24 +351,51 @@ impl Shard {
             .ok_or_else(|| format!("router with id \"{id}\" not found"))
     }
 
+    /// The transport `transport_id` of router `router_id`.
+    fn transport_key(&self, router_id: &str, transport_id: &str) -> Result<TransportKey, String> {
+        self.transport_keys
+            .get(transport_id)
+            .copied()
+            .filter(|k| {
+                self.transports
+                    .get(k)
+                    .is_some_and(|e| e.router_id == router_id)
+            })
+            .ok_or_else(|| not_found("transport", transport_id))
+    }
+
+    /// Closes a transport and frees at once its ufrags, tuples and keys.
+    fn close_transport_entry(&mut self, key: TransportKey, now: Instant) {
+        let Some(mut entry) = self.transports.remove(&key) else {
+            return;
+        };
+        let mut out = TransportOutput::default();
+        entry.transport.close(now, &mut out);
+        self.transmits.extend(out.transmits);
+        self.transport_keys.remove(&entry.transport.id);
+        self.by_ufrag.retain(|_, k| *k != key);
+        self.by_tuple.retain(|_, k| *k != key);
+    }
+
     pub fn stats(&self) -> ShardStats {
+        let c = &self.counters;
         let mut stats = ShardStats {
             shard: self.index,
             routers: self.routers.len(),
+            transports: self.transports.len(),
             udp_port: self.listen.local.port(),
-            udp_datagrams_received: self.counters.udp_datagrams_received,
-            udp_bytes_received: self.counters.udp_bytes_received,
-            udp_dropped_stun: self.counters.udp_dropped_stun,
-            udp_dropped_dtls: self.counters.udp_dropped_dtls,
-            udp_dropped_rtp: self.counters.udp_dropped_rtp,
-            udp_dropped_unknown: self.counters.udp_dropped_unknown,
-            tcp_connections_accepted: self.counters.tcp_connections_accepted,
-            tcp_frames_received: self.counters.tcp_frames_received,
-            tcp_dropped: self.counters.tcp_dropped,
+            udp_datagrams_received: c.udp_datagrams_received,
+            udp_bytes_received: c.udp_bytes_received,
+            tcp_connections_accepted: c.tcp_connections_accepted,
+            tcp_frames_received: c.tcp_frames_received,
+            tcp_framing_errors: c.tcp_framing_errors,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), c.dropped(*r)))
+                .collect(),
             ..Default::default()
         };
         for router in self.routers.values() {
-            stats.transports += router.transports.len();
             stats.producers += router.producers.len();
             stats.consumers += router.consumers.len();
         }
@@ -125,7 +403,7 @@ impl Shard {
     }
 
     /// Executes one command.
-    pub fn handle(&mut self, command: Command) -> CommandResult {
+    pub fn handle(&mut self, command: Command, now: Instant) -> CommandResult {
         match command {
             Command::CreateRouter { router_id } => {
                 if self.routers.contains_key(&router_id) {
@@ -135,41 +413,97 @@ impl Shard {
                     .insert(router_id.clone(), Router::new(router_id));
                 Ok(CommandOk::Done)
             }
-            Command::CloseRouter { router_id } => self
-                .routers
-                .remove(&router_id)
-                .map(|_| CommandOk::Done)
-                .ok_or_else(|| format!("router with id \"{router_id}\" not found")),
+            Command::CloseRouter { router_id } => {
+                let router = self
+                    .routers
+                    .remove(&router_id)
+                    .ok_or_else(|| format!("router with id \"{router_id}\" not found"))?;
+                for transport_id in &router.transports {
+                    if let Some(key) = self.transport_keys.get(transport_id).copied() {
+                        self.close_transport_entry(key, now);
+                    }
+                }
+                Ok(CommandOk::Done)
+            }
             Command::CreateWebRtcTransport {
                 router_id,
                 transport_id,
                 options,
             } => {
-                let listen = self.listen.clone();
-                let fingerprints = self.fingerprints.clone();
-                self.router(&router_id)?.create_webrtc_transport(
-                    transport_id,
+                if self.transport_keys.contains_key(&transport_id) {
+                    return Err(format!(
+                        "a transport with id \"{transport_id}\" already exists"
+                    ));
+                }
+                let transport = WebRtcTransport::new(
+                    transport_id.clone(),
                     options,
-                    &listen,
-                    fingerprints,
-                )
+                    &self.listen,
+                    self.fingerprints.clone(),
+                );
+                let data = transport.data();
+                self.router(&router_id)?
+                    .transports
+                    .insert(transport_id.clone());
+                let key = self.next_key;
+                self.next_key = self.next_key.wrapping_add(1).max(1);
+                let ufrags = transport.username_fragments();
+                for ufrag in &ufrags {
+                    self.by_ufrag.insert(ufrag.clone(), key);
+                }
+                self.transport_keys.insert(transport_id, key);
+                self.transports.insert(
+                    key,
+                    TransportEntry {
+                        router_id,
+                        transport,
+                        ufrags,
+                    },
+                );
+                Ok(CommandOk::WebRtcTransport(Box::new(data)))
             }
             Command::ConnectWebRtcTransport {
                 router_id,
                 transport_id,
                 dtls_parameters,
-            } => self
-                .router(&router_id)?
-                .connect_webrtc_transport(&transport_id, dtls_parameters),
+            } => {
+                let key = self.transport_key(&router_id, &transport_id)?;
+                let mut out = TransportOutput::default();
+                let result = match self.transports.get_mut(&key) {
+                    Some(entry) => {
+                        entry
+                            .transport
+                            .connect(dtls_parameters, &self.certificate, now, &mut out)
+                    }
+                    None => Err(not_found("transport", &transport_id)),
+                };
+                self.apply(key, out);
+                result.map(|_| CommandOk::Done)
+            }
             Command::RestartIce {
                 router_id,
                 transport_id,
-            } => self.router(&router_id)?.restart_ice(&transport_id),
+            } => {
+                let key = self.transport_key(&router_id, &transport_id)?;
+                let entry = self
+                    .transports
+                    .get_mut(&key)
+                    .ok_or_else(|| not_found("transport", &transport_id))?;
+                let parameters = entry.transport.restart_ice(now);
+                let out = TransportOutput {
+                    events: vec![TransportEvent::UsernameFragmentsChanged],
+                    ..Default::default()
+                };
+                self.apply(key, out);
+                Ok(CommandOk::IceParameters(parameters))
+            }
             Command::CloseTransport {
                 router_id,
                 transport_id,
             } => {
+                let key = self.transport_key(&router_id, &transport_id)?;
                 self.router(&router_id)?.close_transport(&transport_id)?;
+                self.close_transport_entry(key, now);
                 Ok(CommandOk::Done)
             }
             Command::Produce(cmd) => {
@@ -208,7 +542,7 @@ impl Shard {
                     .consumers
                     .remove(&consumer_id)
                     .map(|_| CommandOk::Done)
-                    .ok_or_else(|| format!("consumer with id \"{consumer_id}\" not found"))
+                    .ok_or_else(|| not_found("consumer", &consumer_id))
             }
             Command::PauseConsumer {
                 router_id,
@@ -265,31 +599,32 @@ impl Shard {
                 router_id,
                 transport_id,
             } => {
-                let now = now_ms();
-                let transport = self.router(&router_id)?.transport_mut(&transport_id)?;
-                Ok(CommandOk::Stats(serde_json::Value::Array(vec![
-                    transport.stats(now)
-                ])))
+                let key = self.transport_key(&router_id, &transport_id)?;
+                let entry = self
+                    .transports
+                    .get(&key)
+                    .ok_or_else(|| not_found("transport", &transport_id))?;
+                Ok(CommandOk::Stats(serde_json::Value::Array(vec![entry
+                    .transport
+                    .stats(now_ms())])))
             }
             Command::GetProducerStats {
                 router_id,
                 producer_id,
             } => {
-                let now = now_ms();
                 let router = self.router(&router_id)?;
                 let producer = router
                     .producers
                     .get(&producer_id)
-                    .ok_or_else(|| format!("producer with id \"{producer_id}\" not found"))?;
-                Ok(CommandOk::Stats(producer.stats(now)))
+                    .ok_or_else(|| not_found("producer", &producer_id))?;
+                Ok(CommandOk::Stats(producer.stats(now_ms())))
             }
             Command::GetConsumerStats {
                 router_id,
                 consumer_id,
             } => {
-                let now = now_ms();
                 let consumer = self.router(&router_id)?.consumer_mut(&consumer_id)?;
-                Ok(CommandOk::Stats(consumer.stats(now)))
+                Ok(CommandOk::Stats(consumer.stats(now_ms())))
             }
             Command::GetConsumerScore {
                 router_id,

@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(head.check_protoo_upgrade(), Ok("dGhlIHNhbXBsZSBub25jZQ=="));
         // RFC 6455's sample key and accept value.
         assert!(switching_protocols("dGhlIHNhbXBsZSBub25jZQ==")
-            .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRK+xOo=\r\n"));
+            .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     }
 
     #[test]

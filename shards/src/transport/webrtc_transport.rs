@@ -2,13 +2,19 @@
 //! producers and consumers it carries. Packet handling (ICE checks, DTLS, SRTP) plugs in here.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::dtls_certificate::DtlsFingerprint;
+use super::dtls_certificate::{DtlsCertificate, DtlsFingerprint};
+use super::dtls_transport::{
+    DtlsOutput, DtlsRole as DtlsRoleSide, DtlsState, DtlsTransport, SrtpProfile,
+};
+use super::ice_server::{IceEvent, IceOutcome, IceServer, IceState, TransportTuple};
+use super::srtp_session::SrtpSession;
+use super::stun::StunMessage;
 
 /// `iceParameters` of the createWebRtcTransport answer and of `restartIce`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,61 +113,65 @@ pub struct ListenInfo {
     pub announced_address: String,
 }
 
-/// mediasoup's `iceState` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportIceState {
-    New,
-    Connected,
-    Completed,
-    Disconnected,
-    Closed,
-}
-
-impl TransportIceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Connected => "connected",
-            Self::Completed => "completed",
-            Self::Disconnected => "disconnected",
-            Self::Closed => "closed",
-        }
-    }
-}
-
-/// mediasoup's `dtlsState` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportDtlsState {
-    New,
-    Connecting,
-    Connected,
-    Failed,
-    Closed,
-}
-
-impl TransportDtlsState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Connecting => "connecting",
-            Self::Connected => "connected",
-            Self::Failed => "failed",
-            Self::Closed => "closed",
-        }
-    }
-}
-
 /// Byte counters of one direction.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TrafficCounters {
     pub bytes: u64,
+    pub packets: u64,
     pub rtp_bytes: u64,
+    pub rtp_packets: u64,
+    pub rtcp_packets: u64,
     pub rtx_bytes: u64,
     pub probation_bytes: u64,
 }
 
+/// A datagram (or RFC 4571 frame) to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub tuple: TransportTuple,
+    pub data: Vec<u8>,
+}
+
+/// What a transport tells its shard: state changes to relay, tuples and ufrags to (un)index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportEvent {
+    IceState(IceState),
+    DtlsState(DtlsState),
+    TupleAdded(TransportTuple),
+    TupleRemoved(TransportTuple),
+    /// The ufrags this transport answers to changed (the old one after a restart is gone).
+    UsernameFragmentsChanged,
+}
+
+/// Why a packet for this transport was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportDrop {
+    /// DTLS record refused (malformed, or the association is gone).
+    Dtls,
+    /// RTP/RTCP before SRTP keys exist.
+    SrtpNotReady,
+    /// SRTP/SRTCP authentication, replay or framing failure.
+    Srtp,
+}
+
+/// Outputs of one call into a transport.
+#[derive(Debug, Default)]
+pub struct TransportOutput {
+    pub transmits: Vec<Transmit>,
+    pub events: Vec<TransportEvent>,
+}
+
+/// RTCP receiver reports (keep-alives until streams exist) go out about once a second.
+const RTCP_INTERVAL: Duration = Duration::from_secs(1);
+/// Buffer size for DTLS output (the MTU plus room).
+const DTLS_BUFFER: usize = 2048;
+
+/// Is this RTP/RTCP datagram RTCP? (RFC 5761: payload types 192..=223 are RTCP.)
+pub fn is_rtcp(packet: &[u8]) -> bool {
+    packet.len() >= 2 && (192..=223).contains(&packet[1])
+}
+
 /// A WebRtcTransport living on a shard.
-#[derive(Debug)]
 pub struct WebRtcTransport {
     pub id: String,
     pub options: WebRtcTransportOptions,
@@ -169,12 +179,29 @@ pub struct WebRtcTransport {
     pub ice_candidates: Vec<IceCandidate>,
     pub local_dtls_parameters: DtlsParameters,
     pub remote_dtls_parameters: Option<DtlsParameters>,
-    pub ice_state: TransportIceState,
-    pub dtls_state: TransportDtlsState,
-    pub selected_tuple: Option<(SocketAddr, SocketAddr, &'static str)>,
+    announced_address: String,
+    ice: IceServer,
+    /// Our DTLS role once decided (by connect, or by ICE connecting first: then server).
+    dtls_role: Option<DtlsRoleSide>,
+    dtls: Option<DtlsTransport>,
+    dtls_state: DtlsState,
+    srtp: Option<SrtpSession>,
+    /// SSRC used as sender of our RTCP.
+    rtcp_ssrc: u32,
+    next_rtcp: Option<Instant>,
     pub received: TrafficCounters,
     pub sent: TrafficCounters,
     pub created_at: Instant,
+}
+
+impl std::fmt::Debug for WebRtcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcTransport")
+            .field("id", &self.id)
+            .field("ice_state", &self.ice.state())
+            .field("dtls_state", &self.dtls_state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebRtcTransport {
@@ -208,19 +235,34 @@ impl WebRtcTransport {
             candidate_type: "host".into(),
             tcp_type: Some("passive".into()),
         });
+        let ice_parameters = IceParameters::generate();
+        let consent = match options.ice_consent_timeout {
+            0 => None,
+            secs => Some(Duration::from_secs(secs as u64)),
+        };
+        let ice = IceServer::new(
+            ice_parameters.username_fragment.clone(),
+            ice_parameters.password.clone(),
+            consent,
+        );
         Self {
             id,
             options,
-            ice_parameters: IceParameters::generate(),
+            ice_parameters,
             ice_candidates,
             local_dtls_parameters: DtlsParameters {
                 role: DtlsRole::Auto,
                 fingerprints,
             },
             remote_dtls_parameters: None,
-            ice_state: TransportIceState::New,
-            dtls_state: TransportDtlsState::New,
-            selected_tuple: None,
+            announced_address: listen.announced_address.clone(),
+            ice,
+            dtls_role: None,
+            dtls: None,
+            dtls_state: DtlsState::New,
+            srtp: None,
+            rtcp_ssrc: rand::random(),
+            next_rtcp: None,
             received: TrafficCounters::default(),
             sent: TrafficCounters::default(),
             created_at: Instant::now(),
@@ -236,9 +278,45 @@ impl WebRtcTransport {
         }
     }
 
+    pub fn ice_state(&self) -> IceState {
+        self.ice.state()
+    }
+
+    pub fn dtls_state(&self) -> DtlsState {
+        self.dtls_state
+    }
+
+    pub fn srtp_profile(&self) -> Option<SrtpProfile> {
+        self.srtp.as_ref().map(|s| s.profile())
+    }
+
+    pub fn selected_tuple(&self) -> Option<TransportTuple> {
+        self.ice.selected_tuple()
+    }
+
+    /// The ufrags this transport answers to (the current one, and the old one during a restart).
+    pub fn username_fragments(&self) -> Vec<String> {
+        let mut ufrags = vec![self.ice.local_username_fragment().to_string()];
+        if let Some(old) = self.ice.old_username_fragment() {
+            ufrags.push(old.to_string());
+        }
+        ufrags
+    }
+
+    /// The tuples ICE validated (the only sources DTLS and SRTP are taken from).
+    pub fn tuples(&self) -> Vec<TransportTuple> {
+        self.ice.tuples().to_vec()
+    }
+
     /// Stores the client's DTLS parameters and fixes our role by mediasoup's rule: a remote
     /// `client` makes us `server`; a remote `server` or `auto` makes us `client`.
-    pub fn connect(&mut self, remote: DtlsParameters) -> Result<(), String> {
+    pub fn connect(
+        &mut self,
+        remote: DtlsParameters,
+        certificate: &DtlsCertificate,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) -> Result<(), String> {
         if self.remote_dtls_parameters.is_some() {
             return Err("connect() already called".into());
         }
@@ -246,33 +324,338 @@ impl WebRtcTransport {
             return Err("invalid dtlsParameters: empty fingerprints".into());
         }
         for fp in &remote.fingerprints {
-            let known = matches!(
-                fp.algorithm.to_ascii_lowercase().as_str(),
-                "sha-1" | "sha-224" | "sha-256" | "sha-384" | "sha-512"
-            );
-            if !known {
+            if DtlsCertificate::fingerprint_of(&fp.algorithm, &[]).is_none() {
                 return Err(format!(
                     "invalid dtlsParameters: unsupported fingerprint algorithm \"{}\"",
                     fp.algorithm
                 ));
             }
         }
-        self.local_dtls_parameters.role = match remote.role {
-            DtlsRole::Client => DtlsRole::Server,
-            DtlsRole::Server | DtlsRole::Auto => DtlsRole::Client,
+        let role = match remote.role {
+            DtlsRole::Client => DtlsRoleSide::Server,
+            DtlsRole::Server | DtlsRole::Auto => DtlsRoleSide::Client,
+        };
+        match (&mut self.dtls, self.dtls_role) {
+            // ICE connected first and we became the server: the fingerprints arrive now.
+            (Some(dtls), Some(current)) => {
+                if current != role {
+                    return Err(
+                        "invalid dtlsParameters: DTLS role conflicts with the running \
+                                handshake (we already act as DTLS server)"
+                            .into(),
+                    );
+                }
+                dtls.set_remote_fingerprints(remote.fingerprints.clone())
+                    .map_err(|e| e.to_string())?;
+            }
+            _ => self.dtls_role = Some(role),
+        }
+        self.local_dtls_parameters.role = match role {
+            DtlsRoleSide::Server => DtlsRole::Server,
+            DtlsRoleSide::Client => DtlsRole::Client,
         };
         self.remote_dtls_parameters = Some(remote);
-        if self.dtls_state == TransportDtlsState::New {
-            self.dtls_state = TransportDtlsState::Connecting;
+        if self.dtls_state == DtlsState::New {
+            self.set_dtls_state(DtlsState::Connecting, out);
         }
+        self.maybe_start_dtls(certificate, now, out);
+        self.drive_dtls(None, now, out);
         Ok(())
     }
 
-    /// New ICE credentials (the ICE state machine keeps accepting the old ones until the first
-    /// check with the new ones).
-    pub fn restart_ice(&mut self) -> IceParameters {
+    /// New ICE credentials; the old ufrag keeps working until the first check with the new one.
+    pub fn restart_ice(&mut self, now: Instant) -> IceParameters {
         self.ice_parameters = IceParameters::generate();
+        self.ice.restart_ice(
+            self.ice_parameters.username_fragment.clone(),
+            self.ice_parameters.password.clone(),
+            now,
+        );
         self.ice_parameters.clone()
+    }
+
+    /// A STUN message routed here by its USERNAME.
+    pub fn handle_stun(
+        &mut self,
+        msg: &StunMessage<'_>,
+        tuple: TransportTuple,
+        len: usize,
+        certificate: &DtlsCertificate,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) -> IceOutcome {
+        self.received.bytes += len as u64;
+        self.received.packets += 1;
+        let mut buf = [0u8; 256];
+        let response = self.ice.handle_stun(msg, tuple, now, &mut buf);
+        if response.len > 0 {
+            self.push(tuple, buf[..response.len].to_vec(), out);
+        }
+        self.drain_ice_events(certificate, now, out);
+        response.outcome
+    }
+
+    /// A DTLS record from a validated tuple.
+    pub fn handle_dtls(
+        &mut self,
+        data: &[u8],
+        tuple: TransportTuple,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) -> Result<(), TransportDrop> {
+        self.received.bytes += data.len() as u64;
+        self.received.packets += 1;
+        let Some(dtls) = self.dtls.as_mut() else {
+            return Err(TransportDrop::Dtls);
+        };
+        dtls.handle_timeout(now);
+        let result = dtls.handle_packet(data, now);
+        self.drive_dtls(Some(tuple), now, out);
+        result.map_err(|_| TransportDrop::Dtls)
+    }
+
+    /// An SRTP or SRTCP packet from a validated tuple, decrypted in place. Returns the plain length.
+    pub fn handle_srtp(&mut self, packet: &mut [u8]) -> Result<usize, TransportDrop> {
+        self.received.bytes += packet.len() as u64;
+        self.received.packets += 1;
+        let Some(srtp) = self.srtp.as_mut() else {
+            return Err(TransportDrop::SrtpNotReady);
+        };
+        if is_rtcp(packet) {
+            let len = srtp
+                .unprotect_rtcp(packet)
+                .map_err(|_| TransportDrop::Srtp)?;
+            self.received.rtcp_packets += 1;
+            Ok(len)
+        } else {
+            let len = srtp
+                .unprotect_rtp(packet)
+                .map_err(|_| TransportDrop::Srtp)?;
+            self.received.rtp_bytes += packet.len() as u64;
+            self.received.rtp_packets += 1;
+            Ok(len)
+        }
+    }
+
+    /// A TCP connection of one of our tuples closed.
+    pub fn remove_tuple(
+        &mut self,
+        tuple: &TransportTuple,
+        certificate: &DtlsCertificate,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) {
+        self.ice.remove_tuple(tuple, now);
+        self.drain_ice_events(certificate, now, out);
+    }
+
+    /// When this transport next needs [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.ice.poll_timeout(),
+            self.dtls.as_ref().and_then(|d| d.poll_timeout()),
+            self.next_rtcp,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Consent expiry, DTLS retransmissions, periodic RTCP.
+    pub fn handle_timeout(
+        &mut self,
+        certificate: &DtlsCertificate,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) {
+        self.ice.handle_timeout(now);
+        self.drain_ice_events(certificate, now, out);
+        if let Some(dtls) = self.dtls.as_mut() {
+            if dtls.poll_timeout().is_some_and(|t| t <= now) {
+                dtls.handle_timeout(now);
+            }
+        }
+        self.drive_dtls(None, now, out);
+        if self.next_rtcp.is_some_and(|t| t <= now) {
+            self.next_rtcp = Some(now + RTCP_INTERVAL);
+            self.send_receiver_report(out);
+        }
+    }
+
+    /// Closes everything: ICE, DTLS (with close_notify) and the SRTP keys.
+    pub fn close(&mut self, now: Instant, out: &mut TransportOutput) {
+        if let Some(dtls) = self.dtls.as_mut() {
+            dtls.close();
+        }
+        self.drive_dtls(None, now, out);
+        for tuple in self.ice.tuples().to_vec() {
+            out.events.push(TransportEvent::TupleRemoved(tuple));
+        }
+        self.ice.close();
+        self.dtls = None;
+        self.srtp = None;
+        self.next_rtcp = None;
+        self.dtls_state = DtlsState::Closed;
+    }
+
+    fn push(&mut self, tuple: TransportTuple, data: Vec<u8>, out: &mut TransportOutput) {
+        self.sent.bytes += data.len() as u64;
+        self.sent.packets += 1;
+        out.transmits.push(Transmit { tuple, data });
+    }
+
+    fn set_dtls_state(&mut self, state: DtlsState, out: &mut TransportOutput) {
+        if self.dtls_state != state {
+            self.dtls_state = state;
+            out.events.push(TransportEvent::DtlsState(state));
+        }
+    }
+
+    fn drain_ice_events(
+        &mut self,
+        certificate: &DtlsCertificate,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) {
+        while let Some(event) = self.ice.poll_event() {
+            match event {
+                IceEvent::StateChanged(state) => {
+                    out.events.push(TransportEvent::IceState(state));
+                    if matches!(state, IceState::Connected | IceState::Completed) {
+                        // mediasoup: ICE up with the role still `auto` → we are the DTLS server.
+                        if self.dtls_role.is_none() {
+                            self.dtls_role = Some(DtlsRoleSide::Server);
+                        }
+                        self.maybe_start_dtls(certificate, now, out);
+                    }
+                }
+                IceEvent::TupleAdded(t) => out.events.push(TransportEvent::TupleAdded(t)),
+                IceEvent::TupleRemoved(t) => out.events.push(TransportEvent::TupleRemoved(t)),
+                IceEvent::SelectedTupleChanged(_) => {}
+                IceEvent::OldUsernameFragmentRemoved => {
+                    out.events.push(TransportEvent::UsernameFragmentsChanged)
+                }
+            }
+        }
+    }
+
+    fn maybe_start_dtls(
+        &mut self,
+        certificate: &DtlsCertificate,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) {
+        if self.dtls.is_some() || matches!(self.dtls_state, DtlsState::Failed | DtlsState::Closed) {
+            return;
+        }
+        let Some(role) = self.dtls_role else { return };
+        if !matches!(self.ice.state(), IceState::Connected | IceState::Completed) {
+            return;
+        }
+        let fingerprints = self
+            .remote_dtls_parameters
+            .as_ref()
+            .map(|p| p.fingerprints.clone())
+            .unwrap_or_default();
+        match DtlsTransport::new(certificate, role, fingerprints, now) {
+            Ok(dtls) => {
+                self.dtls = Some(dtls);
+                self.set_dtls_state(DtlsState::Connecting, out);
+            }
+            Err(e) => {
+                log::warn!("transport {}: cannot start DTLS: {e}", self.id);
+                self.set_dtls_state(DtlsState::Failed, out);
+            }
+        }
+    }
+
+    /// Moves DTLS output to the wire and reacts to its events.
+    fn drive_dtls(
+        &mut self,
+        from: Option<TransportTuple>,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) {
+        let mut buf = [0u8; DTLS_BUFFER];
+        loop {
+            let Some(dtls) = self.dtls.as_mut() else {
+                return;
+            };
+            match dtls.poll_output(&mut buf) {
+                DtlsOutput::Packet(n) => {
+                    match self
+                        .ice
+                        .selected_tuple()
+                        .or(from)
+                        .or_else(|| self.ice.tuples().first().copied())
+                    {
+                        Some(tuple) => self.push(tuple, buf[..n].to_vec(), out),
+                        None => log::debug!("transport {}: DTLS output with no tuple", self.id),
+                    }
+                }
+                DtlsOutput::Connected { profile, keys } => match SrtpSession::new(profile, &keys) {
+                    Ok(srtp) => {
+                        self.srtp = Some(srtp);
+                        self.next_rtcp = Some(now);
+                        self.set_dtls_state(DtlsState::Connected, out);
+                    }
+                    Err(e) => {
+                        log::warn!("transport {}: SRTP setup failed: {e}", self.id);
+                        self.fail_dtls(out);
+                        return;
+                    }
+                },
+                // SCTP (DataChannels) will read these.
+                DtlsOutput::ApplicationData(_) => {}
+                DtlsOutput::Failed(e) => {
+                    log::info!("transport {}: DTLS failed: {e}", self.id);
+                    self.fail_dtls(out);
+                    return;
+                }
+                DtlsOutput::Closed => {
+                    self.dtls = None;
+                    self.srtp = None;
+                    self.set_dtls_state(DtlsState::Closed, out);
+                    return;
+                }
+                DtlsOutput::BufferTooSmall { needed } => {
+                    log::warn!(
+                        "transport {}: DTLS output of {needed} bytes dropped",
+                        self.id
+                    );
+                    return;
+                }
+                DtlsOutput::None => return,
+            }
+        }
+    }
+
+    /// A failed DTLS association frees its keys at once.
+    fn fail_dtls(&mut self, out: &mut TransportOutput) {
+        self.dtls = None;
+        self.srtp = None;
+        self.next_rtcp = None;
+        self.set_dtls_state(DtlsState::Failed, out);
+    }
+
+    /// An empty receiver report: RTCP keep-alive until streams have their own reports.
+    fn send_receiver_report(&mut self, out: &mut TransportOutput) {
+        let (Some(srtp), Some(tuple)) = (self.srtp.as_mut(), self.ice.selected_tuple()) else {
+            return;
+        };
+        let mut buf = vec![0u8; 8 + srtp.rtcp_overhead()];
+        buf[0] = 0x80; // V=2, RC=0
+        buf[1] = 201; // RR
+        buf[2..4].copy_from_slice(&1u16.to_be_bytes());
+        buf[4..8].copy_from_slice(&self.rtcp_ssrc.to_be_bytes());
+        match srtp.protect_rtcp(&mut buf, 8) {
+            Ok(len) => {
+                buf.truncate(len);
+                self.sent.rtcp_packets += 1;
+                self.push(tuple, buf, out);
+            }
+            Err(e) => log::warn!("transport {}: SRTCP protect failed: {e}", self.id),
+        }
     }
 
     /// `getTransportStats` in mediasoup's `webrtc-transport` shape.
@@ -297,20 +680,23 @@ impl WebRtcTransport {
             "probationSendBitrate": 0,
             "availableOutgoingBitrate": self.options.initial_available_outgoing_bitrate,
             "iceRole": "controlled",
-            "iceState": self.ice_state.as_str(),
+            "iceState": self.ice.state(),
             "dtlsState": self.dtls_state.as_str(),
         });
         if let Some(max) = self.options.max_incoming_bitrate {
             stats["maxIncomingBitrate"] = json!(max);
         }
-        if let Some((local, remote, protocol)) = self.selected_tuple {
+        if let Some(profile) = self.srtp_profile() {
+            stats["srtpCryptoSuite"] = json!(profile.as_str());
+        }
+        if let Some(tuple) = self.ice.selected_tuple() {
             stats["iceSelectedTuple"] = json!({
-                "localIp": local.ip().to_string(),
-                "localAddress": local.ip().to_string(),
-                "localPort": local.port(),
-                "remoteIp": remote.ip().to_string(),
-                "remotePort": remote.port(),
-                "protocol": protocol,
+                "localIp": self.announced_address,
+                "localAddress": self.announced_address,
+                "localPort": tuple.local.port(),
+                "remoteIp": tuple.remote.ip().to_string(),
+                "remotePort": tuple.remote.port(),
+                "protocol": tuple.protocol,
             });
         }
         stats
@@ -359,37 +745,62 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
         }
-        let new = t.restart_ice();
+        let new = t.restart_ice(Instant::now());
         assert_ne!(new.username_fragment, old.username_fragment);
         assert_ne!(new.password, old.password);
         assert!(new.ice_lite);
+        // During the restart both ufrags are answered.
+        assert_eq!(
+            t.username_fragments(),
+            vec![new.username_fragment, old.username_fragment]
+        );
     }
 
     #[test]
     fn connect_picks_the_role_and_refuses_a_second_call() {
+        let cert = DtlsCertificate::generate().unwrap();
         let mut t = WebRtcTransport::new("t".into(), Default::default(), &listen(), vec![]);
         let fp = DtlsFingerprint {
             algorithm: "sha-256".into(),
             value: "AA".into(),
         };
-        assert!(t
-            .connect(DtlsParameters {
-                role: DtlsRole::Client,
-                fingerprints: vec![],
-            })
-            .is_err());
-        t.connect(DtlsParameters {
+        let mut out = TransportOutput::default();
+        let now = Instant::now();
+        let empty = DtlsParameters {
             role: DtlsRole::Client,
-            fingerprints: vec![fp.clone()],
-        })
-        .unwrap();
+            fingerprints: vec![],
+        };
+        assert!(t.connect(empty, &cert, now, &mut out).is_err());
+        let bogus = DtlsParameters {
+            role: DtlsRole::Client,
+            fingerprints: vec![DtlsFingerprint {
+                algorithm: "md5".into(),
+                value: "AA".into(),
+            }],
+        };
+        assert!(t.connect(bogus, &cert, now, &mut out).is_err());
+        let good = DtlsParameters {
+            role: DtlsRole::Client,
+            fingerprints: vec![fp],
+        };
+        t.connect(good.clone(), &cert, now, &mut out).unwrap();
         assert_eq!(t.local_dtls_parameters.role, DtlsRole::Server);
-        assert_eq!(t.dtls_state, TransportDtlsState::Connecting);
-        assert!(t
-            .connect(DtlsParameters {
-                role: DtlsRole::Client,
-                fingerprints: vec![fp],
-            })
-            .is_err());
+        assert_eq!(t.dtls_state(), DtlsState::Connecting);
+        assert_eq!(
+            out.events,
+            vec![TransportEvent::DtlsState(DtlsState::Connecting)]
+        );
+        // No ICE yet: nothing is sent, DTLS waits for ICE.
+        assert!(out.transmits.is_empty());
+        assert!(t.connect(good, &cert, now, &mut out).is_err());
+    }
+
+    #[test]
+    fn srtp_before_dtls_is_refused() {
+        let mut t = WebRtcTransport::new("t".into(), Default::default(), &listen(), vec![]);
+        let mut packet = [0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 9, 9, 9, 9];
+        assert_eq!(t.handle_srtp(&mut packet), Err(TransportDrop::SrtpNotReady));
+        assert!(is_rtcp(&[0x80, 200, 0, 6]));
+        assert!(!is_rtcp(&[0x80, 96, 0, 6]));
     }
 }
