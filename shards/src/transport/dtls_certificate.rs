@@ -35,6 +35,9 @@ impl DtlsCertificate {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "shardcast");
+        // A random serial: Firefox refuses two certificates with the same issuer and serial.
+        let serial: [u8; 16] = rand::random();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
         let cert = params.self_signed(&key)?;
         Ok(Self {
             certificate_der: cert.der().to_vec(),
