@@ -115,7 +115,7 @@ fn err(reason: impl Into<String>) -> ProtooError {
 fn str_field<'a>(data: &'a Value, key: &str) -> Result<&'a str, ProtooError> {
     data.get(key)
         .and_then(Value::as_str)
-        .ok_or_else(|| ProtooError::bad_request(format!("missing or invalid \"{key}\"")))
+        .ok_or_else(|| err(format!("missing or invalid \"{key}\"")))
 }
 
 fn bool_field(data: &Value, key: &str) -> bool {
@@ -437,13 +437,10 @@ impl Room {
     }
 
     fn join(&self, caller: &Caller, data: &Value) -> Reply {
-        let rtp_capabilities =
-            match data.get("rtpCapabilities") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(ortc::parse_rtp_capabilities(v).map_err(|e| {
-                    ProtooError::bad_request(format!("invalid rtpCapabilities: {e}"))
-                })?),
-            };
+        let rtp_capabilities = match data.get("rtpCapabilities") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(ortc::parse_rtp_capabilities(v).map_err(|e| err(e.to_string()))?),
+        };
         let display_name: String = data
             .get("displayName")
             .and_then(Value::as_str)
@@ -714,10 +711,9 @@ impl Room {
         let dtls_parameters: DtlsParameters = data
             .get("dtlsParameters")
             .cloned()
-            .ok_or_else(|| ProtooError::bad_request("missing \"dtlsParameters\""))
+            .ok_or_else(|| err("missing \"dtlsParameters\""))
             .and_then(|v| {
-                serde_json::from_value(v)
-                    .map_err(|e| ProtooError::bad_request(format!("invalid dtlsParameters: {e}")))
+                serde_json::from_value(v).map_err(|e| err(format!("invalid dtlsParameters: {e}")))
             })?;
         self.shard_request(Command::ConnectWebRtcTransport {
             router_id: self.router_id.clone(),
@@ -750,17 +746,13 @@ impl Room {
         let kind = match data.get("kind").and_then(Value::as_str) {
             Some("audio") => MediaKind::Audio,
             Some("video") => MediaKind::Video,
-            _ => {
-                return Err(ProtooError::bad_request(
-                    "invalid kind (must be audio or video)",
-                ))
-            }
+            _ => return Err(err("invalid kind (must be audio or video)")),
         };
         let mut rtp_parameters = ortc::parse_rtp_parameters(
             data.get("rtpParameters")
-                .ok_or_else(|| ProtooError::bad_request("missing \"rtpParameters\""))?,
+                .ok_or_else(|| err("missing \"rtpParameters\""))?,
         )
-        .map_err(|e| ProtooError::bad_request(format!("invalid rtpParameters: {e}")))?;
+        .map_err(|e| err(e.to_string()))?;
         let prefix = match kind {
             MediaKind::Audio => "audio/",
             MediaKind::Video => "video/",
@@ -770,7 +762,7 @@ impl Room {
             .iter()
             .find(|c| !c.mime_type.to_ascii_lowercase().starts_with(prefix))
         {
-            return Err(ProtooError::bad_request(format!(
+            return Err(err(format!(
                 "invalid rtpParameters: codec {} does not match kind",
                 codec.mime_type
             )));
@@ -778,7 +770,7 @@ impl Room {
         let app_data = match data.get("appData") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(o)) => o.clone(),
-            Some(_) => return Err(ProtooError::bad_request("appData must be an object")),
+            Some(_) => return Err(err("appData must be an object")),
         };
         let rtp_mapping =
             ortc::get_producer_rtp_parameters_mapping(&rtp_parameters, &self.settings.router_caps)
@@ -947,13 +939,10 @@ impl Room {
         let spatial_layer = data
             .get("spatialLayer")
             .and_then(Value::as_u64)
-            .ok_or_else(|| ProtooError::bad_request("missing or invalid \"spatialLayer\""))?;
+            .ok_or_else(|| err("missing or invalid \"spatialLayer\""))?;
         let temporal_layer = match data.get("temporalLayer") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .ok_or_else(|| ProtooError::bad_request("invalid \"temporalLayer\""))?,
-            ),
+            Some(v) => Some(v.as_u64().ok_or_else(|| err("invalid \"temporalLayer\""))?),
         };
         self.shard_request(Command::SetConsumerPreferredLayers {
             router_id: self.router_id.clone(),
@@ -972,7 +961,7 @@ impl Room {
         let priority = data
             .get("priority")
             .and_then(Value::as_f64)
-            .ok_or_else(|| ProtooError::bad_request("missing or invalid \"priority\""))?;
+            .ok_or_else(|| err("missing or invalid \"priority\""))?;
         if priority < 1.0 {
             return Err(err("wrong priority (must be higher than 0)"));
         }
@@ -1124,6 +1113,11 @@ impl Room {
                         .get(transport_id)
                         .and_then(|t| owner_of(t.serial))
                     {
+                        log::info!(
+                            "room {}: closing peer {}: transport {transport_id} iceState {ice_state}",
+                            self.id,
+                            peer.id
+                        );
                         peer.session.close(4000, "closed by protoo-server");
                     }
                 }
@@ -1139,6 +1133,11 @@ impl Room {
                         .get(transport_id)
                         .and_then(|t| owner_of(t.serial))
                     {
+                        log::info!(
+                            "room {}: closing peer {}: transport {transport_id} dtlsState {dtls_state}",
+                            self.id,
+                            peer.id
+                        );
                         peer.session.close(4000, "closed by protoo-server");
                     }
                 }

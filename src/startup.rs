@@ -7,7 +7,7 @@ use std::rc::Rc;
 use futures_rustls::TlsAcceptor;
 use glommio::net::TcpListener;
 use glommio::Placement;
-use shards::runtime::{executor_builder, spawn_media_shard, ShardConfig, ShardLink};
+use shards::runtime::{executor_builder, keep_awake, spawn_media_shard, ShardConfig, ShardLink};
 use shards::transport::webrtc_transport::ListenInfo;
 
 use crate::app::App;
@@ -70,21 +70,31 @@ pub fn run(config: Config) -> Result<(), String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
     let signalling = executor_builder("signalling", Placement::Unbound)
         .spawn(move || async move {
-            let listener = match TcpListener::bind(config.listen) {
+            let mut clients = Vec::new();
+            for link in links {
+                let client = Rc::new(ShardClient::new(link.index, link.udp_port));
+                let sender = keep_awake(link.requests.connect()).await;
+                let receiver = keep_awake(link.messages.connect()).await;
+                glommio::spawn_local(client.clone().run_sender(sender)).detach();
+                clients.push((client, receiver));
+            }
+            // Bound only once the shards are reachable: a client that gets in is served.
+            // (Checked with a plain socket first: glommio's SO_REUSEPORT would share a port
+            // another process holds.)
+            let bound = match std::net::TcpListener::bind(config.listen) {
+                Ok(probe) => {
+                    drop(probe);
+                    TcpListener::bind(config.listen).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let listener = match bound {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("cannot listen on {}: {e}", config.listen)));
                     return;
                 }
             };
-            let mut clients = Vec::new();
-            for link in links {
-                let client = Rc::new(ShardClient::new(link.index, link.udp_port));
-                let sender = link.requests.connect().await;
-                let receiver = link.messages.connect().await;
-                glommio::spawn_local(client.clone().run_sender(sender)).detach();
-                clients.push((client, receiver));
-            }
             let pool = ShardPool {
                 shards: clients.iter().map(|(c, _)| c.clone()).collect(),
             };

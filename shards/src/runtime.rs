@@ -75,6 +75,23 @@ pub fn executor_builder(name: &str, placement: Placement) -> LocalExecutorBuilde
         .preempt_timer(Duration::from_millis(10))
 }
 
+/// Runs `fut` while a timer keeps the executor from parking. glommio's shared-channel `connect`
+/// waits for the other executor without any cross-thread notification (nothing wakes a parked
+/// executor when its peer connects), so without this a start-up could hang for good.
+pub async fn keep_awake<F: std::future::Future>(fut: F) -> F::Output {
+    let ticker = async {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    futures::pin_mut!(fut);
+    futures::pin_mut!(ticker);
+    match futures::future::select(fut, ticker).await {
+        futures::future::Either::Left((output, _)) => output,
+        futures::future::Either::Right((never, _)) => never,
+    }
+}
+
 /// Starts a media shard on its own thread and waits until its sockets are bound.
 pub fn spawn_media_shard(
     config: ShardConfig,
@@ -128,6 +145,13 @@ async fn run_shard(
         addr,
         reason: e.to_string(),
     };
+    // glommio binds with SO_REUSEPORT, which would silently share a port another process holds:
+    // check first with plain sockets, which fail on a port in use.
+    if let Err(e) = std::net::UdpSocket::bind(addr).and_then(|_| std::net::TcpListener::bind(addr))
+    {
+        let _ = ready.send(Err(bind_error(&e)));
+        return;
+    }
     let udp = match UdpSocket::bind(addr) {
         Ok(s) => s,
         Err(e) => {
@@ -147,8 +171,8 @@ async fn run_shard(
     listen.local.set_port(port);
     // Ready before connecting the channels: connecting waits for the signalling side's end.
     let _ = ready.send(Ok(port));
-    let requests = requests.connect().await;
-    let messages = messages.connect().await;
+    let requests = keep_awake(requests.connect()).await;
+    let messages = keep_awake(messages.connect()).await;
     log::info!("media shard {index} listening on udp/tcp {addr}");
 
     // Responses and events leave through one local queue, so their order is kept and the packet

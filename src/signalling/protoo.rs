@@ -72,8 +72,15 @@ fn id_of(object: &Map<String, Value>) -> Option<u64> {
     object.get("id").and_then(Value::as_u64)
 }
 
+/// protoo tests its flags for JavaScript truthiness (`if (object.request)`).
 fn flag(object: &Map<String, Value>, key: &str) -> bool {
-    object.get(key).and_then(Value::as_bool).unwrap_or(false)
+    match object.get(key) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(_)) | Some(Value::Object(_)) => true,
+    }
 }
 
 /// Parses one text frame.
@@ -188,6 +195,10 @@ mod tests {
                 result: Err(ProtooError::forbidden("no"))
             })
         );
+        assert!(matches!(
+            parse(r#"{"request":1,"id":5,"method":"getRouterRtpCapabilities"}"#),
+            Ok(Incoming::Request { id: 5, .. })
+        ));
         assert_eq!(
             parse(r#"{"notification":true,"method":"x"}"#),
             Ok(Incoming::Notification {
@@ -209,6 +220,8 @@ mod tests {
             r#"{"request":true,"id":-1,"method":"join"}"#,
             r#"{"request":true,"id":1.5,"method":"join"}"#,
             r#"{"notification":true}"#,
+            r#"{"request":0,"id":1,"method":"join"}"#,
+            r#"{"request":"","id":1,"method":"join"}"#,
         ] {
             assert!(
                 matches!(parse(bad), Err(ParseError::Invalid(_))),

@@ -65,7 +65,13 @@ async fn handle(app: Rc<App>, stream: TcpStream, tls: Option<TlsAcceptor>) {
     if head.is_websocket_upgrade() {
         upgrade(app, io, head, buf).await;
     } else {
-        let response = answer_http(&app, &head).await;
+        let mut response = answer_http(&app, &head).await;
+        if head.method == "HEAD" {
+            // Same head as GET, no content (RFC 9110 §9.3.2).
+            if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+                response.truncate(end + 4);
+            }
+        }
         let _ = io.write_all(&response).await;
         let _ = io.flush().await;
         let _ = io.close().await;
