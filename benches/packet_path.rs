@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use shards::transport::dtls_transport::{DtlsRole, SrtpKeys, SrtpProfile};
+use shards::transport::dtls_certificate::DtlsCertificate;
+use shards::transport::dtls_transport::{
+    DtlsOutput, DtlsRole, DtlsTransport, SrtpKeys, SrtpProfile,
+};
 use shards::transport::ice_server::{IceServer, Protocol, TransportTuple};
 use shards::transport::srtp_session::SrtpSession;
 use shards::transport::stun::{BindingRequest, StunMessage};
@@ -102,5 +105,53 @@ fn srtp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, stun_check, srtp);
+/// Moves every pending datagram from one endpoint to the other; true once `to` reports Connected.
+fn pump(from: &mut DtlsTransport, to: &mut DtlsTransport, now: Instant, buf: &mut [u8]) -> bool {
+    let mut connected = false;
+    loop {
+        match from.poll_output(buf) {
+            DtlsOutput::Packet(n) => {
+                let _ = to.handle_packet(&buf[..n], now);
+            }
+            DtlsOutput::Connected { .. } => connected = true,
+            DtlsOutput::None => return connected,
+            _ => {}
+        }
+    }
+}
+
+/// A full DTLS 1.2 handshake between our server and our client transport, in memory (ECDHE-ECDSA
+/// P-256, extended master secret, use_srtp): the CPU a shard spends per connecting transport.
+fn dtls_handshake(c: &mut Criterion) {
+    let server_cert = DtlsCertificate::generate().expect("cert");
+    let client_cert = DtlsCertificate::generate().expect("cert");
+    let fp = |cert: &DtlsCertificate| vec![cert.fingerprints().pop().expect("sha-256")];
+    c.bench_function("dtls 1.2 handshake, both ends in memory", |b| {
+        b.iter(|| {
+            let now = Instant::now();
+            let mut server =
+                DtlsTransport::new(&server_cert, DtlsRole::Server, fp(&client_cert), now)
+                    .expect("server");
+            let mut client =
+                DtlsTransport::new(&client_cert, DtlsRole::Client, fp(&server_cert), now)
+                    .expect("client");
+            let mut buf = vec![0u8; 4096];
+            let (mut client_up, mut server_up) = (false, false);
+            for _ in 0..16 {
+                server_up |= pump(&mut client, &mut server, now, &mut buf);
+                client_up |= pump(&mut server, &mut client, now, &mut buf);
+                server_up |= matches!(
+                    server.state(),
+                    shards::transport::dtls_transport::DtlsState::Connected
+                );
+                if client_up && server_up {
+                    break;
+                }
+            }
+            assert!(client_up, "handshake did not complete");
+        })
+    });
+}
+
+criterion_group!(benches, stun_check, srtp, dtls_handshake);
 criterion_main!(benches);

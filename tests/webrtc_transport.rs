@@ -416,8 +416,9 @@ fn garbage_and_unvalidated_packets_are_counted_and_dropped() {
             );
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
-        // Both calls still work.
+        // The other call and the attacked transport still work.
         assert_srtp_flows(&bob, &bob_transport, &bob.send_transport["id"]).await;
+        assert_srtp_flows(&carol, &carol_transport, &carol.send_transport["id"]).await;
         assert_srtp_flows(&a, &transport, &a.send_transport["id"]).await;
         assert!(server.log().contains("shardcast ready"));
     });

@@ -19,6 +19,8 @@ use crate::room::{After, Caller, Room};
 
 /// The version the demo client is told (the reference trace's mediasoup).
 pub const MEDIASOUP_VERSION: &str = "3.22.0";
+/// protoo-server's WebSocket keepalive period.
+const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// Invalid messages tolerated on one connection before it is closed.
 const MAX_INVALID_MESSAGES: u32 = 64;
 
@@ -39,6 +41,11 @@ pub async fn run(
                         break;
                     }
                 }
+                Outgoing::Ping => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
                 Outgoing::Close { code, reason } => {
                     let frame = CloseFrame {
                         code: CloseCode::from(code),
@@ -55,6 +62,17 @@ pub async fn run(
 
     let session = Rc::new(Session::new(app.next_serial(), tx));
     session.notify("mediasoup-version", &json!({"version": MEDIASOUP_VERSION}));
+    let pinger = Rc::downgrade(&session);
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(PING_INTERVAL).await;
+            match pinger.upgrade() {
+                Some(session) if session.ping() => {}
+                _ => return,
+            }
+        }
+    })
+    .detach();
     let Some(room) = app.get_or_create_room(&room_id, &consumer_replicas) else {
         session.close(1011, "no media shard available");
         return;

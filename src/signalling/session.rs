@@ -14,7 +14,12 @@ use super::protoo::{self, ProtooError};
 #[derive(Debug)]
 pub enum Outgoing {
     Text(String),
-    Close { code: u16, reason: String },
+    /// A WebSocket ping (protoo-server's keepalive; browsers answer on their own).
+    Ping,
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// protoo-server's timeout for a server request: 2 s × (15 + 0.1 × pending).
@@ -95,6 +100,14 @@ impl Session {
             }
             None => false,
         }
+    }
+
+    /// Sends a WebSocket ping; false once the connection is gone.
+    pub fn ping(&self) -> bool {
+        if self.closed.get() {
+            return false;
+        }
+        self.outgoing.unbounded_send(Outgoing::Ping).is_ok()
     }
 
     /// Closes the connection with a WebSocket close code (4000: closed by the server for good).
