@@ -2354,8 +2354,20 @@ fn garbage_hammer_leaves_the_room_and_server_working() {
             .iter()
             .any(|e| e.is_notification("peerClosed")));
 
-        // Bob's normal flow still works and reaches alice.
-        let producer_id = bob.produce("produce-audio").await.expect("bob produce");
+        // Bob's normal flow still works and reaches alice (a second microphone: its own SSRC and
+        // MID, since the transport already has the fixture's).
+        let mut second = fixture("produce-audio");
+        second["transportId"] = json!(bob.send_transport_id);
+        second["rtpParameters"]["mid"] = json!("7");
+        second["rtpParameters"]["encodings"][0]["ssrc"] = json!(424242);
+        let producer_id = bob
+            .client
+            .request("produce", second)
+            .await
+            .expect("bob produce")["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
         let new_consumer = alice
             .wait_event(|e| {
                 e["method"] == json!("newConsumer") && e["data"]["producerId"] == json!(producer_id)

@@ -227,7 +227,14 @@ fn two_peers_produce_consume_pause_close_and_leave_over_wss() {
         assert!(score["score"]["producerScores"].is_array());
 
         // The user's VP8 + RTX example: router PTs, RTX ssrc + 1, same CNAME as the first producer.
-        let video = a.produce("produce-vp8-rtx").await.unwrap();
+        // (Its MID moves to "1": the audio producer on this transport has "0".)
+        let mut vp8 = fixture("produce-vp8-rtx");
+        vp8["transportId"] = json!(a.send_transport_id);
+        vp8["rtpParameters"]["mid"] = json!("1");
+        let video = a.client.request("produce", vp8).await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let video_consumer = accept_new_consumer(&b).await;
         assert_eq!(video_consumer["producerId"], json!(video));
         assert_eq!(video_consumer["type"], "simple");

@@ -360,9 +360,17 @@ fn wrong_fingerprint_fails_dtls_and_closes_the_peer() {
 fn garbage_and_unvalidated_packets_are_counted_and_dropped() {
     let server = Server::start(&["--shards", "1", "--no-tls"]);
     run(|| async {
-        let bob = join_peer(&server, "garbage", "bob", "Bob").await;
+        // A call of two other peers on the same shard.
+        let bob = join_peer(&server, "call", "bob", "Bob").await;
         let bob_transport =
             connect(&bob, &bob.send_transport, PeerTransportOptions::default()).await;
+        let carol = join_peer(&server, "call", "carol", "Carol").await;
+        let carol_transport = connect(
+            &carol,
+            &carol.send_transport,
+            PeerTransportOptions::default(),
+        )
+        .await;
         let a = join_peer(&server, "garbage", "alice", "Alice").await;
         let transport = connect(&a, &a.send_transport, PeerTransportOptions::default()).await;
 

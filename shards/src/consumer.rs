@@ -1,17 +1,49 @@
-//! A Consumer: one producer forwarded to one transport (mediasoup's Simple/Simulcast/SvcConsumer).
+//! A Consumer: one producer forwarded to one transport (mediasoup's SimpleConsumer and
+//! SimulcastConsumer). It rewrites each packet for its subscriber — SSRC, payload type,
+//! continuous sequence numbers and timestamps, header extensions renumbered — into a pooled
+//! buffer, and hands it to its transport to encrypt and send.
+
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use crate::command::ConsumeCommand;
+use crate::egress::{Egress, TransportKey};
+use crate::rtp::packet::{abs_send_time_bytes, rewrite_into, ExtensionMap, RtpPacket};
+use crate::rtp::seq_manager::RtpSeqManager;
 use crate::rtp_parameters::{
     parse_scalability_mode, MediaKind, ProducerType, RtpEncodingParameters, RtpParameters,
 };
+use crate::transport::rtp_listener::{
+    URI_ABS_SEND_TIME, URI_MID, URI_RID, URI_RRID, URI_TRANSPORT_WIDE_CC,
+};
 
-#[derive(Debug)]
+/// What the producer learned about a packet, shared by all its consumers.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketInfo {
+    /// Which producer encoding (simulcast stream) it belongs to.
+    pub encoding: usize,
+    /// The router payload type of its codec (what consumers send).
+    pub mapped_payload_type: u8,
+    pub key_frame: bool,
+    /// Temporal layer (VP8 TID), 0 when the codec has none.
+    pub temporal_layer: u8,
+}
+
+/// Events a consumer reports to the signalling side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerEvent {
+    LayersChanged {
+        spatial: Option<u8>,
+        temporal: Option<u8>,
+    },
+}
+
 pub struct Consumer {
     pub id: String,
     pub producer_id: String,
     pub transport_id: String,
+    pub transport_key: TransportKey,
     pub kind: MediaKind,
     pub rtp_parameters: RtpParameters,
     pub consumer_type: ProducerType,
@@ -25,33 +57,169 @@ pub struct Consumer {
     pub preferred_temporal_layer: u8,
     /// Score of the stream this consumer sends (10 until receiver reports say otherwise).
     pub score: u8,
+    /// Key frames this consumer needs from upstream (set on resume, PLI/FIR, layer switch);
+    /// the router turns them into PLI/FIR to the producer's stream.
+    pub key_frame_requested: Option<usize>,
     pub key_frame_requests: u64,
+    pub events: Vec<ConsumerEvent>,
+    // Sending state.
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+    pub rtx_payload_type: Option<u8>,
+    ext_map: ExtensionMap,
+    mid: Option<(u8, Vec<u8>)>,
+    abs_send_time_id: Option<u8>,
+    transport_wide_cc_id: Option<u8>,
+    clock_rate: u32,
+    seq: RtpSeqManager,
+    timestamp_offset: u32,
+    sync_required: bool,
+    /// The producer encoding being forwarded, and the one wanted.
+    current_encoding: Option<usize>,
+    target_encoding: usize,
+    current_temporal: Option<u8>,
+    last_timestamp: Option<(u32, Instant)>,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("id", &self.id)
+            .field("ssrc", &self.ssrc)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ext_id(params: &RtpParameters, uri: &str) -> Option<u8> {
+    params
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .map(|e| e.id)
 }
 
 impl Consumer {
-    pub fn new(cmd: ConsumeCommand, producer_paused: bool) -> Self {
+    /// `producer_params` are the producer's own parameters (its extension ids are what arrives).
+    pub fn new(
+        cmd: ConsumeCommand,
+        transport_key: TransportKey,
+        producer_params: &RtpParameters,
+        producer_paused: bool,
+    ) -> Self {
+        let params = &cmd.rtp_parameters;
         let mode = parse_scalability_mode(
-            cmd.rtp_parameters
+            params
                 .encodings
                 .first()
                 .and_then(|e| e.scalability_mode.as_deref()),
         );
+        // Extensions forwarded as they are, renumbered; MID, transport-wide seq and
+        // abs-send-time are written per consumer; RID/RRID never leave (one stream out).
+        let mut ext_map = ExtensionMap::new();
+        for ext in &producer_params.header_extensions {
+            if [
+                URI_MID,
+                URI_RID,
+                URI_RRID,
+                URI_TRANSPORT_WIDE_CC,
+                URI_ABS_SEND_TIME,
+            ]
+            .contains(&ext.uri.as_str())
+            {
+                continue;
+            }
+            if let Some(to) = ext_id(params, &ext.uri) {
+                ext_map.insert(ext.id, to);
+            }
+        }
+        let mid = match (ext_id(params, URI_MID), &params.mid) {
+            (Some(id), Some(mid)) => Some((id, mid.as_bytes().to_vec())),
+            _ => None,
+        };
+        let encoding = params.encodings.first();
+        let rtx_payload_type = params
+            .codecs
+            .iter()
+            .find(|c| c.mime_type.to_ascii_lowercase().ends_with("/rtx"))
+            .map(|c| c.payload_type);
+        let clock_rate = params.codecs.first().map(|c| c.clock_rate).unwrap_or(90000);
+        let spatial_layers = mode.spatial_layers.max(1);
         Self {
             id: cmd.consumer_id,
             producer_id: cmd.producer_id,
             transport_id: cmd.transport_id,
+            transport_key,
             kind: cmd.kind,
-            rtp_parameters: cmd.rtp_parameters,
             consumer_type: cmd.consumer_type,
             consumable_rtp_encodings: cmd.consumable_rtp_encodings,
             paused: cmd.paused,
             producer_paused,
             priority: 1,
             // Default preference: the highest layers the producer sends.
-            preferred_spatial_layer: mode.spatial_layers.saturating_sub(1),
+            preferred_spatial_layer: spatial_layers - 1,
             preferred_temporal_layer: mode.temporal_layers.saturating_sub(1),
             score: 10,
+            key_frame_requested: None,
             key_frame_requests: 0,
+            events: Vec::new(),
+            ssrc: encoding.and_then(|e| e.ssrc).unwrap_or(0),
+            rtx_ssrc: encoding.and_then(|e| e.rtx.as_ref()).map(|r| r.ssrc),
+            rtx_payload_type,
+            ext_map,
+            mid,
+            abs_send_time_id: ext_id(params, URI_ABS_SEND_TIME),
+            transport_wide_cc_id: ext_id(params, URI_TRANSPORT_WIDE_CC),
+            clock_rate,
+            seq: RtpSeqManager::new(),
+            timestamp_offset: 0,
+            sync_required: true,
+            current_encoding: None,
+            target_encoding: (spatial_layers - 1) as usize,
+            current_temporal: None,
+            last_timestamp: None,
+            packets_sent: 0,
+            bytes_sent: 0,
+            rtp_parameters: cmd.rtp_parameters,
+        }
+    }
+
+    fn is_video(&self) -> bool {
+        self.kind == MediaKind::Video
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.paused && !self.producer_paused
+    }
+
+    /// Pauses or resumes by its own peer; a resumed video consumer needs a key frame.
+    pub fn set_paused(&mut self, paused: bool) {
+        let was_active = self.is_active();
+        self.paused = paused;
+        self.on_activity_change(was_active);
+    }
+
+    pub fn set_producer_paused(&mut self, paused: bool) {
+        let was_active = self.is_active();
+        self.producer_paused = paused;
+        self.on_activity_change(was_active);
+    }
+
+    fn on_activity_change(&mut self, was_active: bool) {
+        if !was_active && self.is_active() {
+            self.sync_required = true;
+            if self.is_video() {
+                self.request_key_frame();
+            }
+        }
+    }
+
+    /// Asks upstream for a key frame of the stream this consumer wants.
+    pub fn request_key_frame(&mut self) {
+        if self.is_video() {
+            self.key_frame_requested = Some(self.target_encoding);
+            self.key_frame_requests += 1;
         }
     }
 
@@ -70,17 +238,145 @@ impl Consumer {
         let max_temporal = mode.temporal_layers.saturating_sub(1);
         self.preferred_spatial_layer = spatial.min(max_spatial);
         self.preferred_temporal_layer = temporal.unwrap_or(max_temporal).min(max_temporal);
+        if self.consumer_type == ProducerType::Simulcast {
+            let target = self.preferred_spatial_layer as usize;
+            if target != self.target_encoding {
+                self.target_encoding = target;
+                self.request_key_frame();
+            }
+        }
+    }
+
+    /// Forwards one producer packet, if this consumer wants it.
+    pub fn forward(
+        &mut self,
+        packet: &RtpPacket<'_>,
+        info: &PacketInfo,
+        now: Instant,
+        egress: &mut dyn Egress,
+    ) {
+        if !self.is_active() {
+            return;
+        }
+        let simulcast = self.consumer_type == ProducerType::Simulcast;
+        let encoding = if simulcast { info.encoding } else { 0 };
+        if encoding != info.encoding {
+            return;
+        }
+        // Switch streams (or start) only on a key frame of the wanted one.
+        if simulcast && self.current_encoding != Some(info.encoding) {
+            if info.encoding != self.target_encoding || !info.key_frame {
+                if info.encoding == self.target_encoding {
+                    self.request_key_frame_if_idle();
+                }
+                return;
+            }
+            self.current_encoding = Some(info.encoding);
+            self.sync_required = true;
+        }
+        if self.sync_required {
+            // Video restarts on a key frame so the decoder never sees a broken reference.
+            if self.is_video() && !info.key_frame {
+                self.request_key_frame_if_idle();
+                return;
+            }
+            self.sync(packet, now);
+        }
+        // Temporal layers above the preferred one are dropped (and leave no gap).
+        if simulcast && info.temporal_layer > self.preferred_temporal_layer {
+            self.seq.drop(packet.sequence_number());
+            return;
+        }
+        let Some(seq) = self.seq.input(packet.sequence_number()) else {
+            return;
+        };
+        let timestamp = packet.timestamp().wrapping_add(self.timestamp_offset);
+        self.last_timestamp = Some((timestamp, now));
+        if simulcast
+            && self
+                .current_temporal
+                .is_none_or(|t| t < info.temporal_layer)
+        {
+            self.current_temporal = Some(info.temporal_layer.min(self.preferred_temporal_layer));
+            self.events.push(ConsumerEvent::LayersChanged {
+                spatial: self.current_encoding.map(|e| e as u8),
+                temporal: self.current_temporal,
+            });
+        }
+
+        let abs_send_time = abs_send_time_bytes(crate::rtp::packet::abs_send_time(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        ));
+        let tcc_placeholder = [0u8; 2];
+        let mut extra: [(u8, &[u8]); 3] = [(0, &[]); 3];
+        let mut n = 0;
+        if let Some((id, mid)) = &self.mid {
+            extra[n] = (*id, mid.as_slice());
+            n += 1;
+        }
+        if let Some(id) = self.abs_send_time_id {
+            extra[n] = (id, &abs_send_time);
+            n += 1;
+        }
+        if let Some(id) = self.transport_wide_cc_id {
+            extra[n] = (id, &tcc_placeholder);
+            n += 1;
+        }
+        let mut buf = egress.buffer();
+        buf.resize(crate::buffer_pool::BUFFER_CAPACITY, 0);
+        match rewrite_into(
+            packet,
+            &mut buf,
+            self.ssrc,
+            info.mapped_payload_type,
+            seq,
+            timestamp,
+            &self.ext_map,
+            &extra[..n],
+        ) {
+            Ok(len) => {
+                buf.truncate(len);
+                if egress.send_rtp(self.transport_key, buf, self.transport_wide_cc_id) {
+                    self.packets_sent += 1;
+                    self.bytes_sent += len as u64;
+                }
+            }
+            Err(_) => egress.recycle(buf),
+        }
+    }
+
+    fn request_key_frame_if_idle(&mut self) {
+        if self.key_frame_requested.is_none() {
+            self.request_key_frame();
+        }
+    }
+
+    /// Continues the output sequence and timestamps across a (re)start or a stream switch.
+    fn sync(&mut self, packet: &RtpPacket<'_>, now: Instant) {
+        self.seq.sync(packet.sequence_number().wrapping_sub(1));
+        self.timestamp_offset = match self.last_timestamp {
+            // Continue from the last timestamp sent, advanced by the time elapsed since.
+            Some((last, at)) => {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = (elapsed.as_secs_f64() * self.clock_rate as f64) as u32;
+                last.wrapping_add(ticks.max(1))
+                    .wrapping_sub(packet.timestamp())
+            }
+            None => 0,
+        };
+        self.sync_required = false;
+        self.key_frame_requested = None;
     }
 
     /// The consumer score object: `{score, producerScore, producerScores}`.
     pub fn score_json(&self, producer_scores: &[u8]) -> Value {
+        let index = self.current_encoding.unwrap_or(self.target_encoding);
         let producer_score = if self.consumer_type == ProducerType::Simple {
             producer_scores.first().copied().unwrap_or(0)
         } else {
-            producer_scores
-                .get(self.preferred_spatial_layer as usize)
-                .copied()
-                .unwrap_or(0)
+            producer_scores.get(index).copied().unwrap_or(0)
         };
         json!({
             "score": self.score,
@@ -89,14 +385,12 @@ impl Consumer {
         })
     }
 
-    /// `getConsumerStats`: the consumer's own `outbound-rtp` stream first. Counters are zero until
-    /// the packet path sends; the producer's `inbound-rtp` follows once a stream is forwarded.
+    /// `getConsumerStats`: the consumer's own `outbound-rtp` stream.
     pub fn stats(&self, now_ms: u64) -> Value {
-        let encoding = self.rtp_parameters.encodings.first();
         let mut outbound = json!({
             "type": "outbound-rtp",
             "timestamp": now_ms,
-            "ssrc": encoding.and_then(|e| e.ssrc).unwrap_or(0),
+            "ssrc": self.ssrc,
             "kind": self.kind,
             "mimeType": self.rtp_parameters.codecs.first().map(|c| c.mime_type.clone()).unwrap_or_default(),
             "packetsLost": 0,
@@ -109,13 +403,18 @@ impl Consumer {
             "pliCount": 0,
             "firCount": 0,
             "score": self.score,
-            "packetCount": 0,
-            "byteCount": 0,
+            "packetCount": self.packets_sent,
+            "byteCount": self.bytes_sent,
             "bitrate": 0,
         });
-        if let Some(rtx) = encoding.and_then(|e| e.rtx.as_ref()) {
-            outbound["rtxSsrc"] = json!(rtx.ssrc);
+        if let Some(rtx) = self.rtx_ssrc {
+            outbound["rtxSsrc"] = json!(rtx);
         }
-        json!([outbound])
+        outbound
+    }
+
+    /// The producer encoding currently forwarded.
+    pub fn current_encoding(&self) -> Option<usize> {
+        self.current_encoding
     }
 }

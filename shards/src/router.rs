@@ -1,10 +1,18 @@
-//! A Router: one room's transports, producers and consumers, all owned by one shard.
+//! A Router: one room's transports, producers and consumers, all owned by one shard. Producers own
+//! their consumers, so a packet's fan-out is a walk over one list.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use crate::command::{CommandOk, CommandResult, ConsumeCommand, ProduceCommand};
-use crate::consumer::Consumer;
+use crate::command::{CommandOk, CommandResult, ConsumeCommand, ProduceCommand, ShardEvent};
+use crate::consumer::{Consumer, ConsumerEvent};
+use crate::egress::{Egress, TransportKey};
 use crate::producer::Producer;
+use crate::rtp::packet::RtpPacket;
+
+/// At most one key frame request per producer stream in this interval (mediasoup's
+/// KeyFrameRequestManager delays repeated requests the same way).
+const KEY_FRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Default)]
 pub struct Router {
@@ -13,7 +21,11 @@ pub struct Router {
     /// routes packets to them).
     pub transports: HashSet<String>,
     pub producers: HashMap<String, Producer>,
-    pub consumers: HashMap<String, Consumer>,
+    /// consumer id → its producer's id.
+    consumer_index: HashMap<String, String>,
+    /// When a key frame was last requested, per (producer, encoding).
+    last_key_frame_request: HashMap<(String, usize), Instant>,
+    pub key_frame_requests_sent: u64,
 }
 
 fn not_found(what: &str, id: &str) -> String {
@@ -28,10 +40,13 @@ impl Router {
         }
     }
 
+    pub fn consumer_count(&self) -> usize {
+        self.consumer_index.len()
+    }
+
     /// Closes a transport with everything on it: its producers (and their consumers on every
-    /// transport) and its own consumers. Returns the ids of the consumers closed because their
-    /// producer went away.
-    pub fn close_transport(&mut self, transport_id: &str) -> Result<Vec<String>, String> {
+    /// transport) and its own consumers.
+    pub fn close_transport(&mut self, transport_id: &str) -> Result<(), String> {
         if !self.transports.remove(transport_id) {
             return Err(not_found("transport", transport_id));
         }
@@ -41,15 +56,24 @@ impl Router {
             .filter(|p| p.transport_id == transport_id)
             .map(|p| p.id.clone())
             .collect();
-        let mut closed = Vec::new();
         for id in producers {
-            closed.extend(self.close_producer(&id)?);
+            self.close_producer(&id)?;
         }
-        self.consumers.retain(|_, c| c.transport_id != transport_id);
-        Ok(closed)
+        for producer in self.producers.values_mut() {
+            producer
+                .consumers
+                .retain(|c| c.transport_id != transport_id);
+        }
+        let producers = &self.producers;
+        self.consumer_index.retain(|consumer_id, producer_id| {
+            producers
+                .get(producer_id)
+                .is_some_and(|p| p.consumers.iter().any(|c| &c.id == consumer_id))
+        });
+        Ok(())
     }
 
-    pub fn produce(&mut self, cmd: ProduceCommand) -> CommandResult {
+    pub fn produce(&mut self, cmd: ProduceCommand, transport_key: TransportKey) -> CommandResult {
         if !self.transports.contains(&cmd.transport_id) {
             return Err(not_found("transport", &cmd.transport_id));
         }
@@ -59,26 +83,23 @@ impl Router {
                 cmd.producer_id
             ));
         }
-        let producer = Producer::new(cmd);
+        let producer = Producer::new(cmd, transport_key);
         self.producers.insert(producer.id.clone(), producer);
         Ok(CommandOk::Done)
     }
 
-    /// Closes a producer and its consumers; returns the closed consumers' ids.
-    pub fn close_producer(&mut self, producer_id: &str) -> Result<Vec<String>, String> {
-        if self.producers.remove(producer_id).is_none() {
-            return Err(not_found("producer", producer_id));
+    /// Closes a producer and its consumers.
+    pub fn close_producer(&mut self, producer_id: &str) -> Result<(), String> {
+        let producer = self
+            .producers
+            .remove(producer_id)
+            .ok_or_else(|| not_found("producer", producer_id))?;
+        for consumer in &producer.consumers {
+            self.consumer_index.remove(&consumer.id);
         }
-        let closed: Vec<String> = self
-            .consumers
-            .values()
-            .filter(|c| c.producer_id == producer_id)
-            .map(|c| c.id.clone())
-            .collect();
-        for id in &closed {
-            self.consumers.remove(id);
-        }
-        Ok(closed)
+        self.last_key_frame_request
+            .retain(|(p, _), _| p != producer_id);
+        Ok(())
     }
 
     pub fn set_producer_paused(&mut self, producer_id: &str, paused: bool) -> CommandResult {
@@ -87,54 +108,157 @@ impl Router {
             .get_mut(producer_id)
             .ok_or_else(|| not_found("producer", producer_id))?;
         producer.paused = paused;
-        for consumer in self
-            .consumers
-            .values_mut()
-            .filter(|c| c.producer_id == producer_id)
-        {
-            consumer.producer_paused = paused;
+        for consumer in &mut producer.consumers {
+            consumer.set_producer_paused(paused);
         }
         Ok(CommandOk::Done)
     }
 
-    pub fn consume(&mut self, cmd: ConsumeCommand) -> CommandResult {
+    pub fn consume(&mut self, cmd: ConsumeCommand, transport_key: TransportKey) -> CommandResult {
         if !self.transports.contains(&cmd.transport_id) {
             return Err(not_found("transport", &cmd.transport_id));
         }
-        let producer_paused = self
-            .producers
-            .get(&cmd.producer_id)
-            .ok_or_else(|| not_found("producer", &cmd.producer_id))?
-            .paused;
-        if self.consumers.contains_key(&cmd.consumer_id) {
+        if self.consumer_index.contains_key(&cmd.consumer_id) {
             return Err(format!(
                 "a consumer with id \"{}\" already exists",
                 cmd.consumer_id
             ));
         }
-        let consumer = Consumer::new(cmd, producer_paused);
-        self.consumers.insert(consumer.id.clone(), consumer);
+        let producer = self
+            .producers
+            .get_mut(&cmd.producer_id)
+            .ok_or_else(|| not_found("producer", &cmd.producer_id))?;
+        let consumer = Consumer::new(
+            cmd,
+            transport_key,
+            &producer.rtp_parameters,
+            producer.paused,
+        );
+        self.consumer_index
+            .insert(consumer.id.clone(), producer.id.clone());
+        producer.consumers.push(consumer);
         Ok(CommandOk::Done)
     }
 
     pub fn consumer_mut(&mut self, id: &str) -> Result<&mut Consumer, String> {
-        self.consumers
-            .get_mut(id)
+        self.consumer_index
+            .get(id)
+            .and_then(|p| self.producers.get_mut(p))
+            .and_then(|p| p.consumer_mut(id))
             .ok_or_else(|| not_found("consumer", id))
     }
 
+    pub fn consumer(&self, id: &str) -> Option<(&Producer, &Consumer)> {
+        let producer = self.producers.get(self.consumer_index.get(id)?)?;
+        let consumer = producer.consumers.iter().find(|c| c.id == id)?;
+        Some((producer, consumer))
+    }
+
+    pub fn close_consumer(&mut self, id: &str) -> Result<(), String> {
+        let producer_id = self
+            .consumer_index
+            .remove(id)
+            .ok_or_else(|| not_found("consumer", id))?;
+        if let Some(producer) = self.producers.get_mut(&producer_id) {
+            producer.consumers.retain(|c| c.id != id);
+        }
+        Ok(())
+    }
+
     pub fn consumer_score(&self, consumer_id: &str) -> CommandResult {
-        let consumer = self
-            .consumers
-            .get(consumer_id)
+        let (producer, consumer) = self
+            .consumer(consumer_id)
             .ok_or_else(|| not_found("consumer", consumer_id))?;
-        let producer_scores = self
-            .producers
-            .get(&consumer.producer_id)
-            .map(|p| p.scores.as_slice())
-            .unwrap_or(&[]);
         Ok(CommandOk::ConsumerScore(
-            consumer.score_json(producer_scores),
+            consumer.score_json(&producer.scores()),
         ))
+    }
+
+    /// A decrypted RTP packet of one of this router's producers.
+    pub fn receive_rtp(
+        &mut self,
+        producer_id: &str,
+        encoding: usize,
+        packet: &RtpPacket<'_>,
+        now: Instant,
+        egress: &mut dyn Egress,
+        events: &mut Vec<ShardEvent>,
+    ) -> bool {
+        let Some(producer) = self.producers.get_mut(producer_id) else {
+            return false;
+        };
+        let used = producer.receive_rtp(encoding, packet, now, egress);
+        self.flush_producer(producer_id, now, egress, events);
+        used
+    }
+
+    /// Sends the key frame requests the producer's consumers raised, and relays their events.
+    pub fn flush_producer(
+        &mut self,
+        producer_id: &str,
+        now: Instant,
+        egress: &mut dyn Egress,
+        events: &mut Vec<ShardEvent>,
+    ) {
+        let Some(producer) = self.producers.get_mut(producer_id) else {
+            return;
+        };
+        for consumer in &mut producer.consumers {
+            for event in consumer.events.drain(..) {
+                match event {
+                    ConsumerEvent::LayersChanged { spatial, temporal } => {
+                        events.push(ShardEvent::ConsumerLayersChanged {
+                            router_id: self.id.clone(),
+                            consumer_id: consumer.id.clone(),
+                            spatial_layer: spatial,
+                            temporal_layer: temporal,
+                        })
+                    }
+                }
+            }
+        }
+        let wanted: Vec<usize> = producer
+            .consumers
+            .iter()
+            .filter_map(|c| c.key_frame_requested)
+            .collect();
+        for encoding in wanted {
+            let key = (producer_id.to_string(), encoding);
+            if self
+                .last_key_frame_request
+                .get(&key)
+                .is_some_and(|t| now.saturating_duration_since(*t) < KEY_FRAME_REQUEST_INTERVAL)
+            {
+                continue;
+            }
+            let Some(media_ssrc) = producer
+                .streams
+                .get(encoding)
+                .and_then(|s| s.as_ref())
+                .map(|s| s.ssrc)
+            else {
+                continue;
+            };
+            let mut buf = egress.buffer();
+            // RTCP PLI (RFC 4585 §6.3.1), reduced size: V=2 FMT=1, PT=206, length 2.
+            buf.extend_from_slice(&[0x81, 206, 0, 2]);
+            buf.extend_from_slice(&0u32.to_be_bytes());
+            buf.extend_from_slice(&media_ssrc.to_be_bytes());
+            if egress.send_rtcp(producer.transport_key, buf) {
+                self.key_frame_requests_sent += 1;
+                self.last_key_frame_request.insert(key, now);
+                if let Some(stream) = producer.streams.get_mut(encoding).and_then(|s| s.as_mut()) {
+                    stream.pli_count += 1;
+                }
+            }
+        }
+    }
+
+    /// Runs [`flush_producer`](Self::flush_producer) for every producer (after commands).
+    pub fn flush(&mut self, now: Instant, egress: &mut dyn Egress, events: &mut Vec<ShardEvent>) {
+        let ids: Vec<String> = self.producers.keys().cloned().collect();
+        for id in ids {
+            self.flush_producer(&id, now, egress, events);
+        }
     }
 }

@@ -4,7 +4,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::buffer_pool::BufferPool;
+use crate::egress::{Egress, TransportKey};
+use crate::rtcp::{parse_compound, RtcpPacket};
+use crate::rtp::packet::RtpPacket;
+use crate::transport::rtp_listener::{HeaderExtensionIds, RtpListener};
+use crate::transport::webrtc_transport::is_rtcp;
 
 use crate::command::{Command, CommandOk, CommandResult, ShardEvent, ShardStats};
 use crate::router::Router;
@@ -54,10 +62,16 @@ pub enum DropReason {
     SrtpNotReady,
     /// SRTP/SRTCP failing authentication, replay protection or framing.
     SrtpInvalid,
+    /// Decrypted RTP whose header does not parse.
+    RtpMalformed,
+    /// RTP of no producer of the transport (unknown SSRC, MID or RID), or of an unknown codec.
+    RtpUnknownStream,
+    /// Decrypted RTCP whose compound framing is broken.
+    RtcpMalformed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::UnknownKind,
         DropReason::StunMalformed,
         DropReason::StunUnknownUsername,
@@ -67,6 +81,9 @@ impl DropReason {
         DropReason::RtpUnvalidated,
         DropReason::SrtpNotReady,
         DropReason::SrtpInvalid,
+        DropReason::RtpMalformed,
+        DropReason::RtpUnknownStream,
+        DropReason::RtcpMalformed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +97,9 @@ impl DropReason {
             DropReason::RtpUnvalidated => "rtp_unvalidated",
             DropReason::SrtpNotReady => "srtp_not_ready",
             DropReason::SrtpInvalid => "srtp_invalid",
+            DropReason::RtpMalformed => "rtp_malformed",
+            DropReason::RtpUnknownStream => "rtp_unknown_stream",
+            DropReason::RtcpMalformed => "rtcp_malformed",
         }
     }
 }
@@ -105,14 +125,68 @@ impl SocketCounters {
     }
 }
 
-/// Transports are addressed by a shard-local number on the packet path.
-type TransportKey = u32;
-
-struct TransportEntry {
-    router_id: String,
+pub(crate) struct TransportEntry {
+    router_id: Rc<str>,
     transport: WebRtcTransport,
     /// The ufrags currently indexed for this transport.
     ufrags: Vec<String>,
+    /// Which producer stream an incoming RTP packet belongs to.
+    rtp_listener: RtpListener,
+    /// The browser's ids of the extensions read on incoming RTP.
+    ext_ids: HeaderExtensionIds,
+    /// SSRC of each consumer sending on this transport → consumer id (RTCP feedback routing).
+    consumer_ssrcs: HashMap<u32, Rc<str>>,
+}
+
+/// The shard's [`Egress`]: pooled buffers, and sending through its transports.
+struct ShardEgress<'a> {
+    transports: &'a mut HashMap<TransportKey, TransportEntry>,
+    pool: &'a mut BufferPool,
+    transmits: &'a mut VecDeque<Transmit>,
+}
+
+impl Egress for ShardEgress<'_> {
+    fn buffer(&mut self) -> Vec<u8> {
+        self.pool.take()
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.pool.give(buf);
+    }
+
+    fn send_rtp(&mut self, transport: TransportKey, mut buf: Vec<u8>, tcc_id: Option<u8>) -> bool {
+        let tuple = self
+            .transports
+            .get_mut(&transport)
+            .and_then(|e| e.transport.protect_rtp(&mut buf, tcc_id));
+        match tuple {
+            Some(tuple) => {
+                self.transmits.push_back(Transmit { tuple, data: buf });
+                true
+            }
+            None => {
+                self.pool.give(buf);
+                false
+            }
+        }
+    }
+
+    fn send_rtcp(&mut self, transport: TransportKey, mut buf: Vec<u8>) -> bool {
+        let tuple = self
+            .transports
+            .get_mut(&transport)
+            .and_then(|e| e.transport.protect_rtcp(&mut buf));
+        match tuple {
+            Some(tuple) => {
+                self.transmits.push_back(Transmit { tuple, data: buf });
+                true
+            }
+            None => {
+                self.pool.give(buf);
+                false
+            }
+        }
+    }
 }
 
 pub struct Shard {
@@ -129,6 +203,7 @@ pub struct Shard {
     pub counters: SocketCounters,
     events: Vec<ShardEvent>,
     transmits: VecDeque<Transmit>,
+    pool: BufferPool,
 }
 
 fn now_ms() -> u64 {
@@ -158,8 +233,19 @@ impl Shard {
             next_key: 1,
             counters: SocketCounters::default(),
             events: Vec::new(),
-            transmits: VecDeque::new(),
+            transmits: VecDeque::with_capacity(1024),
+            pool: BufferPool::default(),
         }
+    }
+
+    /// Gives back the buffer of a transmit once sent.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.pool.give(buf);
+    }
+
+    /// Buffers the pool ever allocated (flat once warm: the packet path allocates none).
+    pub fn pool_allocations(&self) -> u64 {
+        self.pool.allocated()
     }
 
     pub fn fingerprints(&self) -> &[DtlsFingerprint] {
@@ -214,8 +300,8 @@ impl Shard {
                     return self.counters.drop(DropReason::RtpUnvalidated);
                 };
                 match entry.transport.handle_srtp(data) {
-                    // Forwarding to consumers plugs in here.
-                    Ok(_len) => {}
+                    Ok(len) if is_rtcp(&data[..len]) => self.handle_rtcp(key, &data[..len], now),
+                    Ok(len) => self.handle_rtp(key, &data[..len], now),
                     Err(TransportDrop::SrtpNotReady) => {
                         self.counters.drop(DropReason::SrtpNotReady)
                     }
@@ -223,6 +309,105 @@ impl Shard {
                 }
             }
             PacketKind::Unknown => self.counters.drop(DropReason::UnknownKind),
+        }
+    }
+
+    /// A decrypted RTP packet: find its producer stream and forward it.
+    fn handle_rtp(&mut self, key: TransportKey, data: &[u8], now: Instant) {
+        let Ok(packet) = RtpPacket::parse(data) else {
+            return self.counters.drop(DropReason::RtpMalformed);
+        };
+        let Some(entry) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let ids = entry.ext_ids;
+        let ext = |id: Option<u8>| id.and_then(|id| packet.extension(id));
+        let Some(stream) = entry.rtp_listener.find(
+            packet.ssrc(),
+            packet.payload_type(),
+            ext(ids.mid),
+            ext(ids.rid),
+            ext(ids.rrid),
+        ) else {
+            return self.counters.drop(DropReason::RtpUnknownStream);
+        };
+        if stream.rtx {
+            // Retransmissions are unwrapped by the NACK path (not yet: counted for now).
+            return self.counters.drop(DropReason::RtpUnknownStream);
+        }
+        let router_id = entry.router_id.clone();
+        let Some(router) = self.routers.get_mut(&*router_id) else {
+            return;
+        };
+        let mut egress = ShardEgress {
+            transports: &mut self.transports,
+            pool: &mut self.pool,
+            transmits: &mut self.transmits,
+        };
+        if !router.receive_rtp(
+            &stream.producer_id,
+            stream.encoding,
+            &packet,
+            now,
+            &mut egress,
+            &mut self.events,
+        ) {
+            self.counters.drop(DropReason::RtpUnknownStream);
+        }
+    }
+
+    /// A decrypted RTCP compound: feedback about our consumers (PLI/FIR → key frame upstream),
+    /// reports about producers.
+    fn handle_rtcp(&mut self, key: TransportKey, data: &[u8], now: Instant) {
+        let Ok(packets) = parse_compound(data) else {
+            return self.counters.drop(DropReason::RtcpMalformed);
+        };
+        let Some(entry) = self.transports.get(&key) else {
+            return;
+        };
+        let router_id = entry.router_id.clone();
+        for packet in packets.flatten() {
+            let media_ssrcs: Vec<u32> = match &packet {
+                RtcpPacket::Pli(pli) => vec![pli.media_ssrc],
+                RtcpPacket::Fir(fir) => fir.entries.iter().map(|e| e.ssrc).collect(),
+                _ => continue,
+            };
+            for ssrc in media_ssrcs {
+                let Some(consumer_id) = self
+                    .transports
+                    .get(&key)
+                    .and_then(|e| e.consumer_ssrcs.get(&ssrc))
+                    .cloned()
+                else {
+                    continue;
+                };
+                let Some(router) = self.routers.get_mut(&*router_id) else {
+                    continue;
+                };
+                let Ok(consumer) = router.consumer_mut(&consumer_id) else {
+                    continue;
+                };
+                consumer.request_key_frame();
+                let producer_id = consumer.producer_id.clone();
+                let mut egress = ShardEgress {
+                    transports: &mut self.transports,
+                    pool: &mut self.pool,
+                    transmits: &mut self.transmits,
+                };
+                router.flush_producer(&producer_id, now, &mut egress, &mut self.events);
+            }
+        }
+    }
+
+    /// Lets every router send what its consumers asked for (key frames after a resume).
+    fn flush_routers(&mut self, now: Instant) {
+        let mut egress = ShardEgress {
+            transports: &mut self.transports,
+            pool: &mut self.pool,
+            transmits: &mut self.transmits,
+        };
+        for router in self.routers.values_mut() {
+            router.flush(now, &mut egress, &mut self.events);
         }
     }
 
@@ -326,7 +511,7 @@ impl Shard {
                 }
                 TransportEvent::IceState(state) => {
                     self.events.push(ShardEvent::TransportIceStateChanged {
-                        router_id: entry.router_id.clone(),
+                        router_id: entry.router_id.to_string(),
                         transport_id: entry.transport.id.clone(),
                         ice_state: serde_json::to_value(state)
                             .ok()
@@ -336,7 +521,7 @@ impl Shard {
                 }
                 TransportEvent::DtlsState(state) => {
                     self.events.push(ShardEvent::TransportDtlsStateChanged {
-                        router_id: entry.router_id.clone(),
+                        router_id: entry.router_id.to_string(),
                         transport_id: entry.transport.id.clone(),
                         dtls_state: state.as_str().to_string(),
                     });
@@ -359,7 +544,7 @@ impl Shard {
             .filter(|k| {
                 self.transports
                     .get(k)
-                    .is_some_and(|e| e.router_id == router_id)
+                    .is_some_and(|e| &*e.router_id == router_id)
             })
             .ok_or_else(|| not_found("transport", transport_id))
     }
@@ -397,13 +582,30 @@ impl Shard {
         };
         for router in self.routers.values() {
             stats.producers += router.producers.len();
-            stats.consumers += router.consumers.len();
+            stats.consumers += router.consumer_count();
         }
         stats
     }
 
-    /// Executes one command.
+    /// Drops the RTCP routes of consumers that no longer exist.
+    fn forget_closed_consumers(&mut self) {
+        let routers = &self.routers;
+        for entry in self.transports.values_mut() {
+            let router = routers.get(&*entry.router_id);
+            entry
+                .consumer_ssrcs
+                .retain(|_, id| router.is_some_and(|r| r.consumer(id).is_some()));
+        }
+    }
+
+    /// Executes one command, then sends what it made necessary (key frame requests).
     pub fn handle(&mut self, command: Command, now: Instant) -> CommandResult {
+        let result = self.execute(command, now);
+        self.flush_routers(now);
+        result
+    }
+
+    fn execute(&mut self, command: Command, now: Instant) -> CommandResult {
         match command {
             Command::CreateRouter { router_id } => {
                 if self.routers.contains_key(&router_id) {
@@ -455,9 +657,12 @@ impl Shard {
                 self.transports.insert(
                     key,
                     TransportEntry {
-                        router_id,
+                        router_id: Rc::from(router_id),
                         transport,
                         ufrags,
+                        rtp_listener: RtpListener::default(),
+                        ext_ids: HeaderExtensionIds::default(),
+                        consumer_ssrcs: HashMap::new(),
                     },
                 );
                 Ok(CommandOk::WebRtcTransport(Box::new(data)))
@@ -504,17 +709,44 @@ impl Shard {
                 let key = self.transport_key(&router_id, &transport_id)?;
                 self.router(&router_id)?.close_transport(&transport_id)?;
                 self.close_transport_entry(key, now);
+                self.forget_closed_consumers();
                 Ok(CommandOk::Done)
             }
             Command::Produce(cmd) => {
+                let key = self.transport_key(&cmd.router_id, &cmd.transport_id)?;
+                let entry = self
+                    .transports
+                    .get_mut(&key)
+                    .ok_or_else(|| not_found("transport", &cmd.transport_id))?;
+                entry
+                    .rtp_listener
+                    .add_producer(&cmd.producer_id, &cmd.rtp_parameters)?;
+                entry.ext_ids.learn(&cmd.rtp_parameters);
+                let producer_id = cmd.producer_id.clone();
                 let router_id = cmd.router_id.clone();
-                self.router(&router_id)?.produce(*cmd)
+                let result = self.router(&router_id).and_then(|r| r.produce(*cmd, key));
+                if result.is_err() {
+                    if let Some(entry) = self.transports.get_mut(&key) {
+                        entry.rtp_listener.remove_producer(&producer_id);
+                    }
+                }
+                result
             }
             Command::CloseProducer {
                 router_id,
                 producer_id,
             } => {
-                self.router(&router_id)?.close_producer(&producer_id)?;
+                let router = self.router(&router_id)?;
+                let key = router
+                    .producers
+                    .get(&producer_id)
+                    .map(|p| p.transport_key)
+                    .ok_or_else(|| not_found("producer", &producer_id))?;
+                router.close_producer(&producer_id)?;
+                if let Some(entry) = self.transports.get_mut(&key) {
+                    entry.rtp_listener.remove_producer(&producer_id);
+                }
+                self.forget_closed_consumers();
                 Ok(CommandOk::Done)
             }
             Command::PauseProducer {
@@ -530,36 +762,49 @@ impl Shard {
                 .router(&router_id)?
                 .set_producer_paused(&producer_id, false),
             Command::Consume(cmd) => {
+                let key = self.transport_key(&cmd.router_id, &cmd.transport_id)?;
+                let consumer_id: Rc<str> = Rc::from(cmd.consumer_id.as_str());
+                let ssrcs: Vec<u32> = cmd
+                    .rtp_parameters
+                    .encodings
+                    .iter()
+                    .flat_map(|e| [e.ssrc, e.rtx.as_ref().map(|r| r.ssrc)])
+                    .flatten()
+                    .collect();
                 let router_id = cmd.router_id.clone();
-                self.router(&router_id)?.consume(*cmd)
+                let result = self.router(&router_id)?.consume(*cmd, key)?;
+                if let Some(entry) = self.transports.get_mut(&key) {
+                    for ssrc in ssrcs {
+                        entry.consumer_ssrcs.insert(ssrc, consumer_id.clone());
+                    }
+                }
+                Ok(result)
             }
             Command::CloseConsumer {
                 router_id,
                 consumer_id,
             } => {
-                let router = self.router(&router_id)?;
-                router
-                    .consumers
-                    .remove(&consumer_id)
-                    .map(|_| CommandOk::Done)
-                    .ok_or_else(|| not_found("consumer", &consumer_id))
+                self.router(&router_id)?.close_consumer(&consumer_id)?;
+                self.forget_closed_consumers();
+                Ok(CommandOk::Done)
             }
             Command::PauseConsumer {
                 router_id,
                 consumer_id,
             } => {
-                self.router(&router_id)?.consumer_mut(&consumer_id)?.paused = true;
+                self.router(&router_id)?
+                    .consumer_mut(&consumer_id)?
+                    .set_paused(true);
                 Ok(CommandOk::Done)
             }
             Command::ResumeConsumer {
                 router_id,
                 consumer_id,
             } => {
-                let consumer = self.router(&router_id)?.consumer_mut(&consumer_id)?;
-                consumer.paused = false;
-                // A resumed consumer needs a key frame to start decoding (the packet path sends
-                // the PLI/FIR upstream once media flows).
-                consumer.key_frame_requests += 1;
+                // A resumed video consumer asks for a key frame (sent by the flush below).
+                self.router(&router_id)?
+                    .consumer_mut(&consumer_id)?
+                    .set_paused(false);
                 Ok(CommandOk::Done)
             }
             Command::SetConsumerPreferredLayers {
@@ -592,7 +837,7 @@ impl Shard {
             } => {
                 self.router(&router_id)?
                     .consumer_mut(&consumer_id)?
-                    .key_frame_requests += 1;
+                    .request_key_frame();
                 Ok(CommandOk::Done)
             }
             Command::GetTransportStats {
@@ -623,8 +868,19 @@ impl Shard {
                 router_id,
                 consumer_id,
             } => {
-                let consumer = self.router(&router_id)?.consumer_mut(&consumer_id)?;
-                Ok(CommandOk::Stats(consumer.stats(now_ms())))
+                let now = now_ms();
+                let (producer, consumer) = self
+                    .router(&router_id)?
+                    .consumer(&consumer_id)
+                    .ok_or_else(|| not_found("consumer", &consumer_id))?;
+                let mut stats = vec![consumer.stats(now)];
+                // Then the producer stream being forwarded, as mediasoup does.
+                if let Some(encoding) = consumer.current_encoding().or(Some(0)) {
+                    if let Some(inbound) = producer.stats(now).get(encoding).cloned() {
+                        stats.push(inbound);
+                    }
+                }
+                Ok(CommandOk::Stats(serde_json::Value::Array(stats)))
             }
             Command::GetConsumerScore {
                 router_id,

@@ -97,10 +97,6 @@ impl<'a> Reader<'a> {
         Some(head)
     }
 
-    pub fn skip(&mut self, n: usize) -> Option<()> {
-        self.bytes(n).map(|_| ())
-    }
-
     pub fn u8(&mut self) -> Option<u8> {
         self.bytes(1).map(|b| b[0])
     }

@@ -45,8 +45,8 @@ pub use remb::Remb;
 pub use report::{ReceiverReport, ReportBlock, SenderReport};
 pub use sdes::{Sdes, SdesChunk};
 pub use transport_cc::{
-    TransportCc, TransportCcAddError, TransportCcBuilder, TransportCcPacket,
-    TRANSPORT_CC_DELTA_US, TRANSPORT_CC_MAX_MISSING_PACKETS, TRANSPORT_CC_REFERENCE_TIME_US,
+    TransportCc, TransportCcAddError, TransportCcBuilder, TransportCcPacket, TRANSPORT_CC_DELTA_US,
+    TRANSPORT_CC_MAX_MISSING_PACKETS, TRANSPORT_CC_REFERENCE_TIME_US,
 };
 
 use header::{Framed, HEADER_LEN};

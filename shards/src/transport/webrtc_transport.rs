@@ -188,6 +188,8 @@ pub struct WebRtcTransport {
     srtp: Option<SrtpSession>,
     /// SSRC used as sender of our RTCP.
     rtcp_ssrc: u32,
+    /// Next transport-wide sequence number stamped on sent RTP.
+    next_transport_wide_seq: u16,
     next_rtcp: Option<Instant>,
     pub received: TrafficCounters,
     pub sent: TrafficCounters,
@@ -262,6 +264,7 @@ impl WebRtcTransport {
             dtls_state: DtlsState::New,
             srtp: None,
             rtcp_ssrc: rand::random(),
+            next_transport_wide_seq: 0,
             next_rtcp: None,
             received: TrafficCounters::default(),
             sent: TrafficCounters::default(),
@@ -434,6 +437,51 @@ impl WebRtcTransport {
             self.received.rtp_bytes += packet.len() as u64;
             self.received.rtp_packets += 1;
             Ok(len)
+        }
+    }
+
+    /// Encrypts a plain RTP packet in `buf` for sending (stamping the next transport-wide
+    /// sequence number into extension `tcc_id`); the tuple to send it to, or None when the
+    /// transport cannot send yet (no SRTP, no selected tuple).
+    pub fn protect_rtp(&mut self, buf: &mut Vec<u8>, tcc_id: Option<u8>) -> Option<TransportTuple> {
+        let tuple = self.ice.selected_tuple()?;
+        let srtp = self.srtp.as_mut()?;
+        if let Some(id) = tcc_id {
+            let seq = self.next_transport_wide_seq;
+            if crate::rtp::packet::set_transport_wide_seq(buf, id, seq).is_ok() {
+                self.next_transport_wide_seq = seq.wrapping_add(1);
+            }
+        }
+        let len = buf.len();
+        buf.resize(len + srtp.rtp_overhead(), 0);
+        match srtp.protect_rtp(buf, len) {
+            Ok(n) => {
+                buf.truncate(n);
+                self.sent.bytes += n as u64;
+                self.sent.packets += 1;
+                self.sent.rtp_bytes += n as u64;
+                self.sent.rtp_packets += 1;
+                Some(tuple)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Encrypts a plain RTCP compound in `buf` for sending; see [`protect_rtp`](Self::protect_rtp).
+    pub fn protect_rtcp(&mut self, buf: &mut Vec<u8>) -> Option<TransportTuple> {
+        let tuple = self.ice.selected_tuple()?;
+        let srtp = self.srtp.as_mut()?;
+        let len = buf.len();
+        buf.resize(len + srtp.rtcp_overhead(), 0);
+        match srtp.protect_rtcp(buf, len) {
+            Ok(n) => {
+                buf.truncate(n);
+                self.sent.bytes += n as u64;
+                self.sent.packets += 1;
+                self.sent.rtcp_packets += 1;
+                Some(tuple)
+            }
+            Err(_) => None,
         }
     }
 

@@ -1,0 +1,382 @@
+//! RTP forwarding through a shard, with real SRTP on both sides: A publishes Opus-like and
+//! VP8-like RTP through its send transport; B receives through its receive transport what its
+//! consumers' parameters say. Key frame requests, pause/resume, rooms on two shards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fixture, join_peer, run, JoinedPeer, Server, WAIT};
+use serde_json::{json, Value};
+use shardcast_tools::peer::rtp::rtc_rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use shardcast_tools::peer::{
+    rtp::rtcp, PeerTransport, PeerTransportOptions, RtpPacketBuilder, RtpView,
+};
+
+/// The browser's extension ids in the fixtures.
+const MID: u8 = 4;
+const ABS_SEND_TIME: u8 = 2;
+const TRANSPORT_CC: u8 = 3;
+const AUDIO_LEVEL: u8 = 1;
+
+async fn connect(peer: &JoinedPeer, answer: &Value) -> PeerTransport {
+    let transport = PeerTransport::new(answer, PeerTransportOptions::default())
+        .await
+        .expect("peer transport");
+    peer.client
+        .request(
+            "connectWebRtcTransport",
+            json!({"transportId": answer["id"], "dtlsParameters": transport.local_dtls_parameters()}),
+        )
+        .await
+        .expect("connectWebRtcTransport");
+    transport.connect().await.expect("ICE + DTLS");
+    transport
+}
+
+/// A publisher and a subscriber in one room, both transports connected; returns the producer
+/// ids (audio, video) and B's consumers' data (by producer id).
+struct Call {
+    a: JoinedPeer,
+    b: JoinedPeer,
+    a_send: PeerTransport,
+    b_recv: PeerTransport,
+    audio: Value,
+    video: Value,
+}
+
+fn video_fixture() -> Value {
+    let mut video = fixture("produce-vp8-rtx");
+    // The audio fixture already uses MID "0" on the same transport.
+    video["rtpParameters"]["mid"] = json!("1");
+    video
+}
+
+async fn new_consumer(b: &JoinedPeer, producer_id: &str) -> Value {
+    b.client
+        .wait_logged(WAIT, |e| {
+            e.is_request("newConsumer") && e.data()["producerId"] == producer_id
+        })
+        .await
+        .expect("newConsumer")
+        .data()
+        .clone()
+}
+
+async fn call(server: &Server, room: &str) -> Call {
+    let a = join_peer(server, room, "alice", "Alice").await;
+    let b = join_peer(server, room, "bob", "Bob").await;
+    b.client.set_auto_respond(&["newConsumer"]);
+    let a_send = connect(&a, &a.send_transport).await;
+    let b_recv = connect(&b, &b.recv_transport).await;
+    let audio_id = a.produce("produce-audio").await.expect("audio");
+    let mut video = video_fixture();
+    video["transportId"] = a.send_transport["id"].clone();
+    let video_id = a.client.request("produce", video).await.expect("video")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let audio = new_consumer(&b, &audio_id).await;
+    let video = new_consumer(&b, &video_id).await;
+    // Resumed once the answer arrived; the score follows the resume.
+    for consumer in [&audio, &video] {
+        b.client
+            .wait_logged(WAIT, |e| {
+                e.is_notification("consumerScore") && e.data()["consumerId"] == consumer["id"]
+            })
+            .await
+            .expect("consumerScore after resume");
+    }
+    Call {
+        a,
+        b,
+        a_send,
+        b_recv,
+        audio,
+        video,
+    }
+}
+
+const VIDEO_SSRC: u32 = 106197398;
+const AUDIO_SSRC: u32 = 1944179271;
+
+/// A VP8 packet: payload descriptor (X with PictureID and TID), then a payload header whose P bit
+/// (0 = key frame) is set as asked, then data.
+fn vp8(seq: u16, key_frame: bool, marker: bool) -> Vec<u8> {
+    let mut payload = vec![
+        0x90,
+        0x80 | 0x20,
+        0x80 | (seq >> 8) as u8 & 0x7f,
+        seq as u8,
+        0x00,
+    ];
+    payload.push(if key_frame { 0x00 } else { 0x01 });
+    payload.extend((0..200u32).map(|i| (i as u8) ^ (seq as u8)));
+    RtpPacketBuilder::new(VIDEO_SSRC, 96, seq, 90 * seq as u32)
+        .marker(marker)
+        .mid(MID, "1")
+        .abs_send_time(ABS_SEND_TIME, 0x123456)
+        .transport_wide_seq(TRANSPORT_CC, seq)
+        .payload(&payload)
+        .build()
+}
+
+fn opus(seq: u16) -> Vec<u8> {
+    RtpPacketBuilder::new(AUDIO_SSRC, 111, seq, 960 * seq as u32)
+        .mid(MID, "0")
+        .audio_level(AUDIO_LEVEL, true, 30)
+        .transport_wide_seq(TRANSPORT_CC, 10_000 + seq)
+        .payload(&[seq as u8; 80])
+        .build()
+}
+
+fn ext_id(consumer: &Value, uri: &str) -> Option<u8> {
+    consumer["rtpParameters"]["headerExtensions"]
+        .as_array()?
+        .iter()
+        .find(|e| e["uri"] == uri)
+        .and_then(|e| e["id"].as_u64())
+        .map(|id| id as u8)
+}
+
+/// Receives RTP until `count` packets of `ssrc` arrived.
+async fn receive(transport: &PeerTransport, ssrc: u32, count: usize) -> Vec<RtpView> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let packet = transport
+            .recv_rtp(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("only {} of {count} packets arrived", got.len()));
+        if let Some(view) = RtpView::parse(&packet) {
+            if view.ssrc == ssrc {
+                got.push(view);
+            }
+        }
+    }
+    got
+}
+
+/// Receives RTP until each `(ssrc, count)` is complete; packets per SSRC, in that order.
+async fn receive_streams(transport: &PeerTransport, wanted: &[(u32, usize)]) -> Vec<Vec<RtpView>> {
+    let mut got: Vec<Vec<RtpView>> = wanted.iter().map(|_| Vec::new()).collect();
+    while wanted.iter().zip(&got).any(|((_, n), g)| g.len() < *n) {
+        let packet = transport.recv_rtp(WAIT).await.unwrap_or_else(|| {
+            panic!(
+                "missing packets: {:?}",
+                got.iter().map(Vec::len).collect::<Vec<_>>()
+            )
+        });
+        if let Some(view) = RtpView::parse(&packet) {
+            if let Some(i) = wanted.iter().position(|(ssrc, _)| *ssrc == view.ssrc) {
+                got[i].push(view);
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn publisher_media_reaches_the_subscriber_as_its_consumers_say() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "fwd").await;
+        let video_ssrc = c.video["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        let audio_ssrc = c.audio["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        let mut sent_video = Vec::new();
+        for seq in 1000..1040u16 {
+            let packet = vp8(seq, seq == 1000, seq % 4 == 3);
+            c.a_send.send_rtp(&packet).await.unwrap();
+            sent_video.push(RtpView::parse(&packet).unwrap());
+            c.a_send.send_rtp(&opus(seq)).await.unwrap();
+        }
+        let mut got = receive_streams(&c.b_recv, &[(video_ssrc, 40), (audio_ssrc, 40)]).await;
+        let audio = got.pop().unwrap();
+        let video = got.pop().unwrap();
+        let mid_id = ext_id(&c.video, "urn:ietf:params:rtp-hdrext:sdes:mid").unwrap();
+        let tcc_id = ext_id(
+            &c.video,
+            "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+        )
+        .unwrap();
+        for (i, (got, sent)) in video.iter().zip(&sent_video).enumerate() {
+            assert_eq!(
+                got.payload, sent.payload,
+                "payload of packet {i} is byte-identical"
+            );
+            assert_eq!(got.payload_type, 101, "router PT of VP8");
+            assert_eq!(got.marker, sent.marker);
+            assert_eq!(
+                got.timestamp.wrapping_sub(video[0].timestamp),
+                sent.timestamp - sent_video[0].timestamp
+            );
+            assert_eq!(
+                got.sequence_number,
+                video[0].sequence_number.wrapping_add(i as u16),
+                "continuous"
+            );
+            assert_eq!(
+                got.extension_str(mid_id),
+                c.video["rtpParameters"]["mid"].as_str()
+            );
+            assert!(got.transport_wide_seq(tcc_id).is_some());
+            // Only extensions of the consumer's parameters, with its ids.
+            for (id, _) in &got.extensions {
+                assert!(
+                    c.video["rtpParameters"]["headerExtensions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e["id"] == *id),
+                    "ext {id}"
+                );
+            }
+        }
+        let level_id = ext_id(&c.audio, "urn:ietf:params:rtp-hdrext:ssrc-audio-level").unwrap();
+        for (i, got) in audio.iter().enumerate() {
+            assert_eq!(got.payload_type, 100, "router PT of Opus");
+            assert_eq!(got.payload, vec![(1000 + i as u16) as u8; 80]);
+            assert_eq!(
+                got.extension(level_id),
+                Some(&[0x80 | 30][..]),
+                "audio level kept, renumbered"
+            );
+            assert_eq!(
+                got.extension_str(mid_id),
+                c.audio["rtpParameters"]["mid"].as_str()
+            );
+        }
+        // The server counted what it sent.
+        let stats =
+            c.b.client
+                .request("getConsumerStats", json!({"consumerId": c.video["id"]}))
+                .await
+                .unwrap();
+        assert_eq!(stats[0]["packetCount"], 40);
+        assert_eq!(stats[1]["type"], "inbound-rtp");
+        assert_eq!(stats[1]["ssrc"], VIDEO_SSRC);
+        let producer_stats =
+            c.a.client
+                .request(
+                    "getProducerStats",
+                    json!({"producerId": c.video["producerId"]}),
+                )
+                .await
+                .unwrap();
+        assert_eq!(producer_stats[0]["packetCount"], 40);
+    });
+}
+
+/// Video starts on a key frame: until one arrives the consumer asks the publisher (PLI) and
+/// forwards nothing; B's own PLI is forwarded upstream as a key frame request too.
+#[test]
+fn key_frames_are_requested_upstream() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "pli").await;
+        let video_ssrc = c.video["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        // Delta frames only: nothing forwarded, a PLI for A's stream instead.
+        for seq in 1..=3u16 {
+            c.a_send.send_rtp(&vp8(seq, false, false)).await.unwrap();
+        }
+        let pli = wait_pli(&c.a_send).await;
+        assert_eq!(pli.media_ssrc, VIDEO_SSRC);
+        assert!(c
+            .b_recv
+            .recv_rtp(Duration::from_millis(300))
+            .await
+            .is_none_or(|p| RtpView::parse(&p).is_some_and(|v| v.ssrc != video_ssrc)));
+        // The key frame starts the stream.
+        c.a_send.send_rtp(&vp8(4, true, true)).await.unwrap();
+        let got = receive(&c.b_recv, video_ssrc, 1).await;
+        assert_eq!(
+            got[0].payload[5] & 0x01,
+            0,
+            "the first forwarded packet is the key frame"
+        );
+        // B's PLI reaches A (after the rate limit interval).
+        glommio::timer::sleep(Duration::from_millis(350)).await;
+        c.b_recv.send_rtcp(&rtcp::pli(1, video_ssrc)).await.unwrap();
+        let pli = wait_pli(&c.a_send).await;
+        assert_eq!(pli.media_ssrc, VIDEO_SSRC);
+    });
+}
+
+async fn wait_pli(transport: &PeerTransport) -> PictureLossIndication {
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if let Some(packet) = transport.recv_rtcp(WAIT).await {
+            if let Some(pli) = rtcp::find::<PictureLossIndication>(&packet).pop() {
+                return pli;
+            }
+        }
+    }
+    panic!("no PLI arrived");
+}
+
+/// Pause/resume of the consumer and of the producer stop and restart the flow, with sequence
+/// numbers continuing without a gap.
+#[test]
+fn pause_and_resume_stop_the_flow_and_keep_sequence_numbers_continuous() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "pause").await;
+        let audio_ssrc = c.audio["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        let mut seq = 0u16;
+        for _ in 0..5 {
+            seq += 1;
+            c.a_send.send_rtp(&opus(seq)).await.unwrap();
+        }
+        let mut last = receive(&c.b_recv, audio_ssrc, 5).await.pop().unwrap();
+        for (who, method, resume, data) in [
+            (
+                &c.b,
+                "pauseConsumer",
+                "resumeConsumer",
+                json!({"consumerId": c.audio["id"]}),
+            ),
+            (
+                &c.a,
+                "pauseProducer",
+                "resumeProducer",
+                json!({"producerId": c.audio["producerId"]}),
+            ),
+        ] {
+            who.client.request(method, data.clone()).await.unwrap();
+            for _ in 0..5 {
+                seq += 1;
+                c.a_send.send_rtp(&opus(seq)).await.unwrap();
+            }
+            who.client.request(resume, data).await.unwrap();
+            let first_after = seq + 1;
+            for _ in 0..5 {
+                seq += 1;
+                c.a_send.send_rtp(&opus(seq)).await.unwrap();
+            }
+            let after = receive(&c.b_recv, audio_ssrc, 5).await;
+            assert_eq!(
+                after[0].payload[0], first_after as u8,
+                "{method}: paused packets were dropped"
+            );
+            assert_eq!(
+                after[0].sequence_number,
+                last.sequence_number.wrapping_add(1),
+                "{method}: no gap in the consumer's sequence numbers"
+            );
+            last = after.last().unwrap().clone();
+        }
+        let stats =
+            c.b.client
+                .request("getConsumerStats", json!({"consumerId": c.audio["id"]}))
+                .await
+                .unwrap();
+        assert_eq!(stats[0]["packetCount"], 15, "5 before, 5 after each resume");
+    });
+}
