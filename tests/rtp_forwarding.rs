@@ -380,3 +380,128 @@ fn pause_and_resume_stop_the_flow_and_keep_sequence_numbers_continuous() {
         assert_eq!(stats[0]["packetCount"], 15, "5 before, 5 after each resume");
     });
 }
+
+const RID: u8 = 10;
+
+/// A VP8 packet of simulcast layer `layer` (RID r0..r2, no SSRC announced, as Chrome sends it);
+/// the payload's last byte names the layer.
+fn simulcast_vp8(layer: u8, seq: u16, key_frame: bool, tid: u8) -> Vec<u8> {
+    let mut payload = vec![0x90, 0x80 | 0x20, 0x80, seq as u8, tid << 6];
+    payload.push(if key_frame { 0x00 } else { 0x01 });
+    payload.extend([0xEE; 100]);
+    payload.push(layer);
+    RtpPacketBuilder::new(0x5000_0000 + layer as u32, 96, seq, 90 * seq as u32)
+        .mid(MID, "1")
+        .rid(RID, &format!("r{layer}"))
+        .transport_wide_seq(TRANSPORT_CC, seq.wrapping_mul(3).wrapping_add(layer as u16))
+        .payload(&payload)
+        .build()
+}
+
+/// A publishes three RID layers without SSRCs; B's simulcast consumer forwards only the preferred
+/// one as one continuous stream, switches at a key frame of the new layer on
+/// setConsumerPreferredLayers, drops temporal layers above the preferred one, and reports
+/// consumerLayersChanged.
+#[test]
+fn simulcast_consumer_forwards_one_layer_and_switches_at_a_key_frame() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let a = join_peer(&server, "simulcast", "alice", "Alice").await;
+        let b = join_peer(&server, "simulcast", "bob", "Bob").await;
+        b.client.set_auto_respond(&["newConsumer"]);
+        let a_send = connect(&a, &a.send_transport).await;
+        let b_recv = connect(&b, &b.recv_transport).await;
+        let producer = a.produce("produce-video-simulcast").await.unwrap();
+        let consumer = new_consumer(&b, &producer).await;
+        assert_eq!(consumer["type"], "simulcast");
+        let ssrc = consumer["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        b.client
+            .wait_logged(WAIT, |e| {
+                e.is_notification("consumerScore") && e.data()["consumerId"] == consumer["id"]
+            })
+            .await
+            .expect("resumed");
+
+        // Every layer: a key frame then deltas; only r2 (the highest) reaches B.
+        let mut seq = 100u16;
+        for round in 0..10 {
+            for layer in 0..3u8 {
+                a_send
+                    .send_rtp(&simulcast_vp8(layer, seq, round == 0, 0))
+                    .await
+                    .unwrap();
+            }
+            seq += 1;
+        }
+        let got = receive(&b_recv, ssrc, 10).await;
+        assert!(
+            got.iter().all(|p| *p.payload.last().unwrap() == 2),
+            "only layer 2"
+        );
+        let layers = b
+            .client
+            .wait_logged(WAIT, |e| e.is_notification("consumerLayersChanged"))
+            .await
+            .expect("consumerLayersChanged");
+        assert_eq!(layers.data()["spatialLayer"], 2);
+
+        // Prefer layer 0: nothing changes until r0 sends a key frame, then r0 only, continuing
+        // the sequence numbers without a gap or a jump.
+        b.client
+            .request(
+                "setConsumerPreferredLayers",
+                json!({"consumerId": consumer["id"], "spatialLayer": 0, "temporalLayer": 0}),
+            )
+            .await
+            .unwrap();
+        for round in 0..6 {
+            for layer in 0..3u8 {
+                let key = layer == 0 && round == 3;
+                // Layer 0 sends TID 1 on odd rounds: above the preferred temporal layer 0.
+                let tid = if layer == 0 && round % 2 == 1 && round > 3 {
+                    1
+                } else {
+                    0
+                };
+                a_send
+                    .send_rtp(&simulcast_vp8(layer, seq, key, tid))
+                    .await
+                    .unwrap();
+            }
+            seq += 1;
+        }
+        // Rounds 0..=2 still layer 2 (3 packets), then layer 0 from its key frame: rounds 3 and 4
+        // (round 5 is TID 1, dropped).
+        let got2 = receive(&b_recv, ssrc, 5).await;
+        let layers_seen: Vec<u8> = got2.iter().map(|p| *p.payload.last().unwrap()).collect();
+        assert_eq!(layers_seen, [2, 2, 2, 0, 0]);
+        let all: Vec<u16> = got.iter().chain(&got2).map(|p| p.sequence_number).collect();
+        for pair in all.windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0].wrapping_add(1),
+                "continuous sequence numbers: {all:?}"
+            );
+        }
+        let ts: Vec<u32> = got.iter().chain(&got2).map(|p| p.timestamp).collect();
+        for pair in ts.windows(2) {
+            let step = pair[1].wrapping_sub(pair[0]);
+            assert!(
+                step > 0 && step < 90_000,
+                "timestamps move forward smoothly: {ts:?}"
+            );
+        }
+        b.client
+            .wait_logged(WAIT, |e| {
+                e.is_notification("consumerLayersChanged") && e.data()["spatialLayer"] == 0
+            })
+            .await
+            .expect("consumerLayersChanged to layer 0");
+        assert!(
+            b_recv.recv_rtp(Duration::from_millis(200)).await.is_none(),
+            "the TID 1 packet was dropped"
+        );
+    });
+}

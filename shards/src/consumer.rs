@@ -239,6 +239,16 @@ impl Consumer {
         self.preferred_spatial_layer = spatial.min(max_spatial);
         self.preferred_temporal_layer = temporal.unwrap_or(max_temporal).min(max_temporal);
         if self.consumer_type == ProducerType::Simulcast {
+            if self
+                .current_temporal
+                .is_some_and(|t| t > self.preferred_temporal_layer)
+            {
+                self.current_temporal = Some(self.preferred_temporal_layer);
+                self.events.push(ConsumerEvent::LayersChanged {
+                    spatial: self.current_encoding.map(|e| e as u8),
+                    temporal: self.current_temporal,
+                });
+            }
             let target = self.preferred_spatial_layer as usize;
             if target != self.target_encoding {
                 self.target_encoding = target;
@@ -272,6 +282,7 @@ impl Consumer {
                 return;
             }
             self.current_encoding = Some(info.encoding);
+            self.current_temporal = None;
             self.sync_required = true;
         }
         if self.sync_required {
