@@ -505,3 +505,38 @@ fn simulcast_consumer_forwards_one_layer_and_switches_at_a_key_frame() {
         );
     });
 }
+
+/// The publisher's transport gets transport-cc feedback acknowledging the transport-wide
+/// sequence numbers it sent.
+#[test]
+fn transport_cc_feedback_acknowledges_what_the_publisher_sent() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "tcc").await;
+        // vp8() stamps transport-wide seq = RTP seq; opus() 10000 + seq.
+        let mut sent = std::collections::BTreeSet::new();
+        for seq in 1..=30u16 {
+            c.a_send.send_rtp(&vp8(seq, seq == 1, false)).await.unwrap();
+            c.a_send.send_rtp(&opus(seq)).await.unwrap();
+            sent.insert(seq);
+            sent.insert(10_000 + seq);
+        }
+        let mut acked = std::collections::BTreeSet::new();
+        let deadline = std::time::Instant::now() + WAIT;
+        while !sent.iter().all(|s| acked.contains(s)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "acked so far: {acked:?}"
+            );
+            if let Some(packet) = c.a_send.recv_rtcp(WAIT).await {
+                for feedback in rtcp::transport_cc(&packet) {
+                    acked.extend(feedback.received());
+                }
+            }
+        }
+        assert!(
+            acked.iter().all(|s| sent.contains(s)),
+            "only sequence numbers that were sent"
+        );
+    });
+}

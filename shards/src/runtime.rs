@@ -277,12 +277,8 @@ async fn udp_loop(io: Rc<ShardIo>) {
 async fn timer_loop(io: Rc<ShardIo>) {
     loop {
         glommio::timer::sleep(TIMER_TICK).await;
-        let now = Instant::now();
-        let due = io.shard.borrow().poll_timeout().is_some_and(|t| t <= now);
-        if due {
-            io.shard.borrow_mut().handle_timeout(now);
-            io.after_work().await;
-        }
+        io.shard.borrow_mut().handle_timeout(Instant::now());
+        io.after_work().await;
     }
 }
 

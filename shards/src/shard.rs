@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::buffer_pool::BufferPool;
+use crate::bwe::TransportCcServer;
 use crate::egress::{Egress, TransportKey};
 use crate::rtcp::{parse_compound, RtcpPacket};
 use crate::rtp::packet::RtpPacket;
@@ -136,6 +137,9 @@ pub(crate) struct TransportEntry {
     ext_ids: HeaderExtensionIds,
     /// SSRC of each consumer sending on this transport → consumer id (RTCP feedback routing).
     consumer_ssrcs: HashMap<u32, Rc<str>>,
+    /// Transport-wide congestion control feedback to the publisher (once a producer sends the
+    /// transport-wide sequence number extension).
+    tcc: Option<TransportCcServer>,
 }
 
 /// The shard's [`Egress`]: pooled buffers, and sending through its transports.
@@ -321,6 +325,11 @@ impl Shard {
             return;
         };
         let ids = entry.ext_ids;
+        if let (Some(tcc), Some(id)) = (entry.tcc.as_mut(), ids.transport_wide_cc) {
+            if let Some(seq) = packet.transport_wide_seq(id) {
+                tcc.incoming_packet(seq, now, packet.ssrc());
+            }
+        }
         let ext = |id: Option<u8>| id.and_then(|id| packet.extension(id));
         let Some(stream) = entry.rtp_listener.find(
             packet.ssrc(),
@@ -480,6 +489,41 @@ impl Shard {
                     .handle_timeout(&self.certificate, now, &mut out);
             }
             self.apply(key, out);
+        }
+        self.send_transport_feedback(now);
+    }
+
+    /// Transport-wide congestion control feedback (every 100 ms) and the incoming bitrate limit
+    /// (REMB every 1.5 s) to publishers.
+    fn send_transport_feedback(&mut self, now: Instant) {
+        let keys: Vec<TransportKey> = self
+            .transports
+            .iter()
+            .filter(|(_, e)| {
+                e.tcc
+                    .as_ref()
+                    .is_some_and(|t| t.poll_timeout(now).is_some_and(|at| at <= now))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let mut egress = ShardEgress {
+                transports: &mut self.transports,
+                pool: &mut self.pool,
+                transmits: &mut self.transmits,
+            };
+            loop {
+                let mut buf = egress.buffer();
+                let written = match egress.transports.get_mut(&key).and_then(|e| e.tcc.as_mut()) {
+                    Some(tcc) => tcc.poll_feedback(now, &mut buf) || tcc.poll_remb(now, &mut buf),
+                    None => false,
+                };
+                if !written {
+                    egress.recycle(buf);
+                    break;
+                }
+                egress.send_rtcp(key, buf);
+            }
         }
     }
 
@@ -663,6 +707,7 @@ impl Shard {
                         rtp_listener: RtpListener::default(),
                         ext_ids: HeaderExtensionIds::default(),
                         consumer_ssrcs: HashMap::new(),
+                        tcc: None,
                     },
                 );
                 Ok(CommandOk::WebRtcTransport(Box::new(data)))
@@ -722,6 +767,13 @@ impl Shard {
                     .rtp_listener
                     .add_producer(&cmd.producer_id, &cmd.rtp_parameters)?;
                 entry.ext_ids.learn(&cmd.rtp_parameters);
+                if entry.ext_ids.transport_wide_cc.is_some() && entry.tcc.is_none() {
+                    let mut tcc = TransportCcServer::default();
+                    if let Some(max) = entry.transport.options.max_incoming_bitrate {
+                        tcc.set_max_incoming_bitrate(max);
+                    }
+                    entry.tcc = Some(tcc);
+                }
                 let producer_id = cmd.producer_id.clone();
                 let router_id = cmd.router_id.clone();
                 let result = self.router(&router_id).and_then(|r| r.produce(*cmd, key));

@@ -552,9 +552,12 @@ fn random_streams_report_every_packet_with_its_arrival() {
         for feedback in &feedbacks {
             for &(seq, arrival) in &feedback.statuses {
                 let Some(decoded) = arrival else { continue };
-                let sent = arrivals.get(&seq).unwrap_or_else(|| panic!("seq {seq} never sent"));
+                let sent = arrivals
+                    .get(&seq)
+                    .unwrap_or_else(|| panic!("seq {seq} never sent"));
                 assert!(
-                    sent.iter().any(|&actual| (0..250).contains(&(actual - decoded))),
+                    sent.iter()
+                        .any(|&actual| (0..250).contains(&(actual - decoded))),
                     "round {round} seq {seq}: decoded {decoded}, sent at {sent:?}"
                 );
                 reported_received.insert(seq);

@@ -332,10 +332,11 @@ impl TransportCcServer {
     }
 
     fn count_received_from(&self, seq: i64) -> usize {
-        let from = usize::try_from(seq - self.first_seq).unwrap_or(0);
+        let from = usize::try_from(seq - self.first_seq)
+            .unwrap_or(0)
+            .min(self.arrivals.len());
         self.arrivals
-            .iter()
-            .skip(from)
+            .range(from..)
             .filter(|&&t| t != NOT_RECEIVED)
             .count()
     }
@@ -355,12 +356,12 @@ impl TransportCcServer {
         );
         let mut last_included = None;
         let mut stopped_at = None;
-        let from = (start - self.first_seq) as usize;
-        for (index, &arrival_us) in self.arrivals.iter().enumerate().skip(from) {
+        let from = ((start - self.first_seq) as usize).min(self.arrivals.len());
+        for (offset, &arrival_us) in self.arrivals.range(from..).enumerate() {
             if arrival_us == NOT_RECEIVED {
                 continue;
             }
-            let seq = self.first_seq + index as i64;
+            let seq = start + offset as i64;
             if self.builder.is_empty() && seq - start > i64::from(TRANSPORT_CC_MAX_MISSING_PACKETS)
             {
                 // A long loss right after the last feedback: start this one after it.

@@ -129,10 +129,8 @@ pub(crate) fn begin(out: &mut Vec<u8>, count: u8, pt: u8) -> usize {
 ///
 /// Writers keep their packets under [`MAX_PACKET_LEN`], so the length always fits.
 pub(crate) fn finish(out: &mut Vec<u8>, start: usize) -> usize {
-    while (out.len() - start) % 4 != 0 {
-        out.push(0);
-    }
-    let len = out.len() - start;
+    let len = (out.len() - start).next_multiple_of(4);
+    out.resize(start + len, 0);
     let words = u16::try_from(len / 4 - 1).unwrap_or(u16::MAX);
     out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
     len

@@ -855,7 +855,7 @@ fn builder_rejects_what_does_not_fit() {
     let mut time = 8_000_000;
     loop {
         seq += 1;
-        time += if seq % 2 == 0 { 100_000 } else { -90_000 };
+        time += if seq & 1 == 0 { 100_000 } else { -90_000 };
         match builder.add_received(seq, time) {
             Ok(()) => assert!(builder.len() <= 1200),
             Err(TransportCcAddError::Full) => break,
