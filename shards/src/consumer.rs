@@ -9,7 +9,11 @@ use serde_json::{json, Value};
 
 use crate::command::ConsumeCommand;
 use crate::egress::{Egress, TransportKey};
+use crate::rtcp::{build as rtcp_build, ReportBlock, SenderReport};
+use crate::rtp::ntp::NtpTime;
 use crate::rtp::packet::{abs_send_time_bytes, rewrite_into, ExtensionMap, RtpPacket};
+use crate::rtp::rtp_stream::KeyFrameRequestKind;
+use crate::rtp::rtp_stream_send::{RtpStreamSend, RtpStreamSendParams};
 use crate::rtp::seq_manager::RtpSeqManager;
 use crate::rtp_parameters::{
     parse_scalability_mode, MediaKind, ProducerType, RtpEncodingParameters, RtpParameters,
@@ -79,8 +83,10 @@ pub struct Consumer {
     target_encoding: usize,
     current_temporal: Option<u8>,
     last_timestamp: Option<(u32, Instant)>,
-    pub packets_sent: u64,
-    pub bytes_sent: u64,
+    /// Counters, retransmission buffer, receiver-report processing, score.
+    pub send_stream: RtpStreamSend,
+    /// The score changed since last drained (the signalling side is told).
+    pub score_changed: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -146,6 +152,28 @@ impl Consumer {
             .map(|c| c.payload_type);
         let clock_rate = params.codecs.first().map(|c| c.clock_rate).unwrap_or(90000);
         let spatial_layers = mode.spatial_layers.max(1);
+        let media = params.codecs.first();
+        let mut stream_params = RtpStreamSendParams::new(
+            encoding.and_then(|e| e.ssrc).unwrap_or(0),
+            media.map(|c| c.payload_type).unwrap_or(0),
+            media.map(|c| c.mime_type.as_str()).unwrap_or(""),
+            cmd.kind,
+            clock_rate,
+        );
+        let feedback = |t: &str, p: &str| {
+            media.is_some_and(|c| {
+                c.rtcp_feedback
+                    .iter()
+                    .any(|f| f.r#type == t && f.parameter == p)
+            })
+        };
+        stream_params.rtx_ssrc = encoding.and_then(|e| e.rtx.as_ref()).map(|r| r.ssrc);
+        stream_params.rtx_payload_type = rtx_payload_type;
+        stream_params.rtx_initial_seq = rand::random();
+        stream_params.use_nack = feedback("nack", "");
+        stream_params.use_pli = feedback("nack", "pli");
+        stream_params.use_fir = feedback("ccm", "fir");
+        let send_stream = RtpStreamSend::new(stream_params, Instant::now());
         Self {
             id: cmd.consumer_id,
             producer_id: cmd.producer_id,
@@ -179,8 +207,8 @@ impl Consumer {
             target_encoding: (spatial_layers - 1) as usize,
             current_temporal: None,
             last_timestamp: None,
-            packets_sent: 0,
-            bytes_sent: 0,
+            send_stream,
+            score_changed: false,
             rtp_parameters: cmd.rtp_parameters,
         }
     }
@@ -349,10 +377,11 @@ impl Consumer {
         ) {
             Ok(len) => {
                 buf.truncate(len);
-                if egress.send_rtp(self.transport_key, buf, self.transport_wide_cc_id) {
-                    self.packets_sent += 1;
-                    self.bytes_sent += len as u64;
+                // Kept (plain) for retransmission, and counted.
+                if let Ok(sent) = RtpPacket::parse(&buf) {
+                    self.send_stream.packet_sent(&sent, now);
                 }
+                egress.send_rtp(self.transport_key, buf, self.transport_wide_cc_id);
             }
             Err(_) => egress.recycle(buf),
         }
@@ -390,38 +419,68 @@ impl Consumer {
             producer_scores.get(index).copied().unwrap_or(0)
         };
         json!({
-            "score": self.score,
+            "score": self.send_stream.score(),
             "producerScore": producer_score,
             "producerScores": producer_scores,
         })
     }
 
-    /// `getConsumerStats`: the consumer's own `outbound-rtp` stream.
-    pub fn stats(&self, now_ms: u64) -> Value {
-        let mut outbound = json!({
-            "type": "outbound-rtp",
-            "timestamp": now_ms,
-            "ssrc": self.ssrc,
-            "kind": self.kind,
-            "mimeType": self.rtp_parameters.codecs.first().map(|c| c.mime_type.clone()).unwrap_or_default(),
-            "packetsLost": 0,
-            "fractionLost": 0,
-            "packetsDiscarded": 0,
-            "packetsRetransmitted": 0,
-            "packetsRepaired": 0,
-            "nackCount": 0,
-            "nackPacketCount": 0,
-            "pliCount": 0,
-            "firCount": 0,
-            "score": self.score,
-            "packetCount": self.packets_sent,
-            "byteCount": self.bytes_sent,
-            "bitrate": 0,
-        });
-        if let Some(rtx) = self.rtx_ssrc {
-            outbound["rtxSsrc"] = json!(rtx);
+    /// The subscriber lost these packets: resend them from the retransmission buffer (as RTX
+    /// when negotiated). Returns how many went out.
+    pub fn receive_nack(&mut self, lost: &[u16], now: Instant, egress: &mut dyn Egress) -> usize {
+        let key = self.transport_key;
+        let tcc = self.transport_wide_cc_id;
+        self.send_stream
+            .receive_nack(lost.iter().copied(), now, |packet: &mut [u8]| {
+                let mut buf = egress.buffer();
+                buf.extend_from_slice(packet);
+                egress.send_rtp(key, buf, tcc);
+            })
+    }
+
+    /// A PLI or FIR from the subscriber: counted, and a key frame is asked of the producer.
+    pub fn receive_key_frame_request(&mut self, kind: KeyFrameRequestKind) {
+        self.send_stream.receive_key_frame_request(kind);
+        self.request_key_frame();
+    }
+
+    /// A receiver report block about this consumer's stream.
+    pub fn receive_receiver_report(&mut self, block: &ReportBlock, arrival: NtpTime, now: Instant) {
+        if self
+            .send_stream
+            .receive_receiver_report(block, arrival, now)
+            .is_some()
+        {
+            self.score_changed = true;
         }
-        outbound
+    }
+
+    /// This consumer's SR + SDES (CNAME) compound, written to `out`; false if nothing was sent
+    /// yet (no SR then).
+    pub fn write_sender_report(&mut self, now: Instant, ntp: NtpTime, out: &mut Vec<u8>) -> bool {
+        let Some(fields) = self.send_stream.sender_report(now, ntp) else {
+            return false;
+        };
+        rtcp_build::sender_report(
+            out,
+            &SenderReport {
+                ssrc: fields.ssrc,
+                ntp_sec: fields.ntp_sec,
+                ntp_frac: fields.ntp_frac,
+                rtp_ts: fields.rtp_ts,
+                packet_count: fields.packet_count,
+                octet_count: fields.octet_count,
+                reports: Vec::new(),
+            },
+        );
+        let cname = self.rtp_parameters.rtcp.cname.as_deref().unwrap_or("");
+        rtcp_build::sdes_cname(out, fields.ssrc, cname);
+        true
+    }
+
+    /// `getConsumerStats`: the consumer's own `outbound-rtp` stream.
+    pub fn stats(&self, now: Instant, timestamp_ms: u64) -> Value {
+        self.send_stream.stats_json(now, timestamp_ms)
     }
 
     /// The producer encoding currently forwarded.

@@ -9,7 +9,10 @@ use serde_json::Value;
 use crate::command::ProduceCommand;
 use crate::consumer::{Consumer, PacketInfo};
 use crate::egress::{Egress, TransportKey};
+use crate::rtcp::build as rtcp_build;
 use crate::rtp::packet::RtpPacket;
+use crate::rtp::rtp_stream_recv::RtpStreamRecvParams;
+use crate::rtp_parameters::parse_scalability_mode;
 use crate::rtp_parameters::{MediaKind, ProducerType, RtpMapping, RtpParameters};
 use crate::stream::{codec_kind, CodecKind, RecvStream};
 
@@ -29,6 +32,10 @@ pub struct Producer {
     /// One per encoding, created when its first packet arrives.
     pub streams: Vec<Option<RecvStream>>,
     pub consumers: Vec<Consumer>,
+    /// Scratch list for NACKs (reused: nothing allocated per packet).
+    nacks: Vec<u16>,
+    /// Scores changed since last drained, by encoding (the signalling side is told).
+    pub score_changed: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -72,7 +79,39 @@ impl Producer {
             clock_rate,
             streams: (0..encodings).map(|_| None).collect(),
             consumers: Vec::new(),
+            nacks: Vec::with_capacity(crate::rtp::nack_generator::MAX_NACK_PACKETS),
+            score_changed: false,
         }
+    }
+
+    /// Parameters of encoding `encoding`'s receive stream.
+    fn stream_params(&self, encoding: usize, ssrc: u32, payload_type: u8) -> RtpStreamRecvParams {
+        let media = self
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| !c.mime_type.to_ascii_lowercase().ends_with("/rtx"));
+        let mime = media.map(|c| c.mime_type.as_str()).unwrap_or("");
+        let mut params =
+            RtpStreamRecvParams::new(ssrc, payload_type, mime, self.kind, self.clock_rate);
+        params.encoding_idx = encoding;
+        let enc = self.rtp_parameters.encodings.get(encoding);
+        params.rid = enc.and_then(|e| e.rid.clone());
+        params.rtx_ssrc = enc.and_then(|e| e.rtx.as_ref()).map(|r| r.ssrc);
+        let feedback = |t: &str, p: &str| {
+            media.is_some_and(|c| {
+                c.rtcp_feedback
+                    .iter()
+                    .any(|f| f.r#type == t && f.parameter == p)
+            })
+        };
+        params.use_nack = feedback("nack", "");
+        params.use_pli = feedback("nack", "pli");
+        params.use_fir = feedback("ccm", "fir");
+        params.use_dtx = enc.and_then(|e| e.dtx).unwrap_or(false);
+        let mode = parse_scalability_mode(enc.and_then(|e| e.scalability_mode.as_deref()));
+        params.temporal_layers = mode.temporal_layers.max(1);
+        params
     }
 
     /// Score (0..10) of each encoding's stream; 0 for one not seen yet.
@@ -104,25 +143,35 @@ impl Producer {
         else {
             return false;
         };
-        let Some(slot) = self.streams.get_mut(encoding) else {
+        if encoding >= self.streams.len() {
+            return false;
+        }
+        if self.streams[encoding].is_none() {
+            let params = self.stream_params(encoding, packet.ssrc(), packet.payload_type());
+            self.streams[encoding] = Some(RecvStream::new(params, self.codec, now));
+        }
+        let Some(stream) = self.streams[encoding].as_mut() else {
             return false;
         };
-        let stream = slot.get_or_insert_with(|| {
-            let rid = self
-                .rtp_parameters
-                .encodings
-                .get(encoding)
-                .and_then(|e| e.rid.clone());
-            RecvStream::new(packet.ssrc(), rid, self.clock_rate, self.codec)
-        });
-        let info = stream.receive(packet, now);
+        let (info, outcome) = stream.receive(packet, now, &mut self.nacks);
+        if outcome.score.is_some() {
+            self.score_changed = true;
+        }
+        if !self.nacks.is_empty() {
+            let mut buf = egress.buffer();
+            rtcp_build::nack(&mut buf, 0, stream.ssrc(), &self.nacks);
+            egress.send_rtcp(self.transport_key, buf);
+        }
+        if !outcome.accepted {
+            return true;
+        }
         if self.paused {
             return true;
         }
         let info = PacketInfo {
             encoding,
             mapped_payload_type: mapped_pt,
-            key_frame: info.key_frame,
+            key_frame: info.is_key_frame,
             temporal_layer: info.temporal_layer,
         };
         for consumer in &mut self.consumers {
@@ -131,19 +180,46 @@ impl Producer {
         true
     }
 
+    /// NACK retries and inactivity checks of the receive streams (the shard's timer).
+    pub fn poll(&mut self, now: Instant, egress: &mut dyn Egress) {
+        for stream in self.streams.iter_mut().flatten() {
+            if stream.inner.poll(now, &mut self.nacks).is_some() {
+                self.score_changed = true;
+            }
+            if !self.nacks.is_empty() {
+                let mut buf = egress.buffer();
+                rtcp_build::nack(&mut buf, 0, stream.ssrc(), &self.nacks);
+                egress.send_rtcp(self.transport_key, buf);
+            }
+        }
+    }
+
+    /// `producerScore` data: `[{encodingIdx, ssrc, rid?, score}]` for the streams seen.
+    pub fn score_json(&self) -> Value {
+        Value::Array(
+            self.streams
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+                .map(|(i, s)| {
+                    let mut v =
+                        serde_json::json!({"encodingIdx": i, "ssrc": s.ssrc(), "score": s.score()});
+                    if let Some(rid) = &s.inner.params().rid {
+                        v["rid"] = serde_json::json!(rid);
+                    }
+                    v
+                })
+                .collect(),
+        )
+    }
+
     /// `getProducerStats`: one `inbound-rtp` entry per RTP stream received so far.
-    pub fn stats(&self, now_ms: u64) -> Value {
-        let mime = self
-            .rtp_parameters
-            .codecs
-            .first()
-            .map(|c| c.mime_type.as_str())
-            .unwrap_or("");
+    pub fn stats(&self, now: Instant, timestamp_ms: u64) -> Value {
         Value::Array(
             self.streams
                 .iter()
                 .flatten()
-                .map(|s| s.stats_json(now_ms, self.kind, mime))
+                .map(|s| s.stats_json(now, timestamp_ms))
                 .collect(),
         )
     }

@@ -8,7 +8,9 @@ use crate::command::{CommandOk, CommandResult, ConsumeCommand, ProduceCommand, S
 use crate::consumer::{Consumer, ConsumerEvent};
 use crate::egress::{Egress, TransportKey};
 use crate::producer::Producer;
+use crate::rtcp::{build as rtcp_build, FirEntry};
 use crate::rtp::packet::RtpPacket;
+use crate::rtp::rtp_stream::KeyFrameRequest;
 
 /// At most one key frame request per producer stream in this interval (mediasoup's
 /// KeyFrameRequestManager delays repeated requests the same way).
@@ -203,7 +205,27 @@ impl Router {
         let Some(producer) = self.producers.get_mut(producer_id) else {
             return;
         };
+        if std::mem::take(&mut producer.score_changed) {
+            events.push(ShardEvent::ProducerScore {
+                router_id: self.id.clone(),
+                producer_id: producer.id.clone(),
+                score: producer.score_json(),
+            });
+        }
+        // Only built when a consumer needs it (no allocation on the usual packet).
+        let producer_scores = if producer.consumers.iter().any(|c| c.score_changed) {
+            producer.scores()
+        } else {
+            Vec::new()
+        };
         for consumer in &mut producer.consumers {
+            if std::mem::take(&mut consumer.score_changed) {
+                events.push(ShardEvent::ConsumerScore {
+                    router_id: self.id.clone(),
+                    consumer_id: consumer.id.clone(),
+                    score: consumer.score_json(&producer_scores),
+                });
+            }
             for event in consumer.events.drain(..) {
                 match event {
                     ConsumerEvent::LayersChanged { spatial, temporal } => {
@@ -231,25 +253,33 @@ impl Router {
             {
                 continue;
             }
-            let Some(media_ssrc) = producer
-                .streams
-                .get(encoding)
-                .and_then(|s| s.as_ref())
-                .map(|s| s.ssrc)
-            else {
+            let Some(stream) = producer.streams.get_mut(encoding).and_then(|s| s.as_mut()) else {
                 continue;
             };
+            let media_ssrc = stream.ssrc();
             let mut buf = egress.buffer();
-            // RTCP PLI (RFC 4585 §6.3.1), reduced size: V=2 FMT=1, PT=206, length 2.
-            buf.extend_from_slice(&[0x81, 206, 0, 2]);
-            buf.extend_from_slice(&0u32.to_be_bytes());
-            buf.extend_from_slice(&media_ssrc.to_be_bytes());
+            match stream.inner.request_key_frame() {
+                Some(KeyFrameRequest::Pli) => {
+                    rtcp_build::pli(&mut buf, 0, media_ssrc);
+                }
+                Some(KeyFrameRequest::Fir { seq_nr }) => {
+                    rtcp_build::fir(
+                        &mut buf,
+                        0,
+                        &[FirEntry {
+                            ssrc: media_ssrc,
+                            seq_nr,
+                        }],
+                    );
+                }
+                None => {
+                    egress.recycle(buf);
+                    continue;
+                }
+            }
             if egress.send_rtcp(producer.transport_key, buf) {
                 self.key_frame_requests_sent += 1;
                 self.last_key_frame_request.insert(key, now);
-                if let Some(stream) = producer.streams.get_mut(encoding).and_then(|s| s.as_mut()) {
-                    stream.pli_count += 1;
-                }
             }
         }
     }

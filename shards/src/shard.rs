@@ -5,13 +5,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::buffer_pool::BufferPool;
 use crate::bwe::TransportCcServer;
 use crate::egress::{Egress, TransportKey};
-use crate::rtcp::{parse_compound, RtcpPacket};
+use crate::rtcp::{build as rtcp_build, parse_compound, RtcpPacket};
+use crate::rtp::ntp::NtpTime;
 use crate::rtp::packet::RtpPacket;
+use crate::rtp::rtp_stream::KeyFrameRequestKind;
 use crate::transport::rtp_listener::{HeaderExtensionIds, RtpListener};
 use crate::transport::webrtc_transport::is_rtcp;
 
@@ -208,7 +210,12 @@ pub struct Shard {
     events: Vec<ShardEvent>,
     transmits: VecDeque<Transmit>,
     pool: BufferPool,
+    /// When RR/SR reports are next due.
+    next_reports: Option<Instant>,
 }
+
+/// Sender SSRC of the shard's own RTCP (RR to publishers, feedback).
+const RTCP_SENDER_SSRC: u32 = 1;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -239,6 +246,7 @@ impl Shard {
             events: Vec::new(),
             transmits: VecDeque::with_capacity(1024),
             pool: BufferPool::default(),
+            next_reports: None,
         }
     }
 
@@ -375,37 +383,110 @@ impl Shard {
             return;
         };
         let router_id = entry.router_id.clone();
+        let arrival = NtpTime::from_system_time(SystemTime::now());
         for packet in packets.flatten() {
-            let media_ssrcs: Vec<u32> = match &packet {
-                RtcpPacket::Pli(pli) => vec![pli.media_ssrc],
-                RtcpPacket::Fir(fir) => fir.entries.iter().map(|e| e.ssrc).collect(),
-                _ => continue,
-            };
-            for ssrc in media_ssrcs {
-                let Some(consumer_id) = self
-                    .transports
-                    .get(&key)
-                    .and_then(|e| e.consumer_ssrcs.get(&ssrc))
-                    .cloned()
-                else {
-                    continue;
-                };
-                let Some(router) = self.routers.get_mut(&*router_id) else {
-                    continue;
-                };
-                let Ok(consumer) = router.consumer_mut(&consumer_id) else {
-                    continue;
-                };
-                consumer.request_key_frame();
-                let producer_id = consumer.producer_id.clone();
-                let mut egress = ShardEgress {
-                    transports: &mut self.transports,
-                    pool: &mut self.pool,
-                    transmits: &mut self.transmits,
-                };
-                router.flush_producer(&producer_id, now, &mut egress, &mut self.events);
+            match &packet {
+                RtcpPacket::Pli(pli) => {
+                    self.consumer_feedback(key, &router_id, pli.media_ssrc, now, |c, _| {
+                        c.receive_key_frame_request(KeyFrameRequestKind::Pli)
+                    });
+                }
+                RtcpPacket::Fir(fir) => {
+                    for entry in &fir.entries {
+                        self.consumer_feedback(key, &router_id, entry.ssrc, now, |c, _| {
+                            c.receive_key_frame_request(KeyFrameRequestKind::Fir)
+                        });
+                    }
+                }
+                RtcpPacket::Nack(nack) => {
+                    self.consumer_feedback(key, &router_id, nack.media_ssrc, now, |c, egress| {
+                        c.receive_nack(&nack.lost, now, egress);
+                    });
+                }
+                RtcpPacket::ReceiverReport(rr) => {
+                    for block in &rr.reports {
+                        self.consumer_feedback(key, &router_id, block.ssrc, now, |c, _| {
+                            c.receive_receiver_report(block, arrival, now)
+                        });
+                    }
+                }
+                RtcpPacket::SenderReport(sr) => {
+                    for block in &sr.reports {
+                        self.consumer_feedback(key, &router_id, block.ssrc, now, |c, _| {
+                            c.receive_receiver_report(block, arrival, now)
+                        });
+                    }
+                    // A publisher's SR: timestamps and score of its stream.
+                    let stream = self
+                        .transports
+                        .get_mut(&key)
+                        .and_then(|e| e.rtp_listener.find(sr.ssrc, 0, None, None, None));
+                    let Some(stream) = stream.filter(|s| !s.rtx) else {
+                        continue;
+                    };
+                    if let Some(producer) = self
+                        .routers
+                        .get_mut(&*router_id)
+                        .and_then(|r| r.producers.get_mut(&*stream.producer_id))
+                    {
+                        if let Some(recv) = producer
+                            .streams
+                            .get_mut(stream.encoding)
+                            .and_then(|s| s.as_mut())
+                        {
+                            let ntp = NtpTime::new(sr.ntp_sec, sr.ntp_frac);
+                            if recv
+                                .inner
+                                .receive_sender_report(ntp, sr.rtp_ts, now)
+                                .is_some()
+                            {
+                                producer.score_changed = true;
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
+        if let Some(router) = self.routers.get_mut(&*router_id) {
+            let mut egress = ShardEgress {
+                transports: &mut self.transports,
+                pool: &mut self.pool,
+                transmits: &mut self.transmits,
+            };
+            router.flush(now, &mut egress, &mut self.events);
+        }
+    }
+
+    /// Runs `f` on the consumer sending SSRC `ssrc` on transport `key`, if any.
+    fn consumer_feedback(
+        &mut self,
+        key: TransportKey,
+        router_id: &str,
+        ssrc: u32,
+        _now: Instant,
+        f: impl FnOnce(&mut crate::consumer::Consumer, &mut dyn Egress),
+    ) {
+        let Some(consumer_id) = self
+            .transports
+            .get(&key)
+            .and_then(|e| e.consumer_ssrcs.get(&ssrc))
+            .cloned()
+        else {
+            return;
+        };
+        let Some(router) = self.routers.get_mut(router_id) else {
+            return;
+        };
+        let Ok(consumer) = router.consumer_mut(&consumer_id) else {
+            return;
+        };
+        let mut egress = ShardEgress {
+            transports: &mut self.transports,
+            pool: &mut self.pool,
+            transmits: &mut self.transmits,
+        };
+        f(consumer, &mut egress);
     }
 
     /// Lets every router send what its consumers asked for (key frames after a resume).
@@ -491,6 +572,52 @@ impl Shard {
             self.apply(key, out);
         }
         self.send_transport_feedback(now);
+        self.poll_streams(now);
+    }
+
+    /// Every tick: NACK retries and inactivity of receive streams. About once a second: RR to
+    /// publishers for their streams, SR + SDES from every consumer to its subscriber.
+    fn poll_streams(&mut self, now: Instant) {
+        let reports_due = self.next_reports.is_none_or(|t| t <= now);
+        if reports_due {
+            // RFC 3550 randomises the interval; mediasoup uses ×[1, 1.5] around 1 s.
+            let jitter = rand::random_range(0..500u64);
+            self.next_reports = Some(now + Duration::from_millis(1000 + jitter));
+        }
+        let ntp = NtpTime::from_system_time(SystemTime::now());
+        let mut egress = ShardEgress {
+            transports: &mut self.transports,
+            pool: &mut self.pool,
+            transmits: &mut self.transmits,
+        };
+        for router in self.routers.values_mut() {
+            for producer in router.producers.values_mut() {
+                producer.poll(now, &mut egress);
+                if !reports_due {
+                    continue;
+                }
+                let blocks: Vec<_> = producer
+                    .streams
+                    .iter_mut()
+                    .flatten()
+                    .map(|s| s.inner.receiver_report_block(now))
+                    .collect();
+                if !blocks.is_empty() {
+                    let mut buf = egress.buffer();
+                    rtcp_build::receiver_report(&mut buf, RTCP_SENDER_SSRC, &blocks);
+                    egress.send_rtcp(producer.transport_key, buf);
+                }
+                for consumer in &mut producer.consumers {
+                    let mut buf = egress.buffer();
+                    if consumer.write_sender_report(now, ntp, &mut buf) {
+                        egress.send_rtcp(consumer.transport_key, buf);
+                    } else {
+                        egress.recycle(buf);
+                    }
+                }
+            }
+            router.flush(now, &mut egress, &mut self.events);
+        }
     }
 
     /// Transport-wide congestion control feedback (every 100 ms) and the incoming bitrate limit
@@ -914,21 +1041,26 @@ impl Shard {
                     .producers
                     .get(&producer_id)
                     .ok_or_else(|| not_found("producer", &producer_id))?;
-                Ok(CommandOk::Stats(producer.stats(now_ms())))
+                Ok(CommandOk::Stats(producer.stats(now, now_ms())))
             }
             Command::GetConsumerStats {
                 router_id,
                 consumer_id,
             } => {
-                let now = now_ms();
+                let now_ms = now_ms();
                 let (producer, consumer) = self
                     .router(&router_id)?
                     .consumer(&consumer_id)
                     .ok_or_else(|| not_found("consumer", &consumer_id))?;
-                let mut stats = vec![consumer.stats(now)];
+                let mut stats = vec![consumer.stats(now, now_ms)];
                 // Then the producer stream being forwarded, as mediasoup does.
                 if let Some(encoding) = consumer.current_encoding().or(Some(0)) {
-                    if let Some(inbound) = producer.stats(now).get(encoding).cloned() {
+                    if let Some(inbound) = producer
+                        .streams
+                        .get(encoding)
+                        .and_then(|s| s.as_ref())
+                        .map(|s| s.stats_json(now, now_ms))
+                    {
                         stats.push(inbound);
                     }
                 }

@@ -400,7 +400,7 @@ impl RtpHeaderWriter<'_> {
     where
         I: Iterator<Item = (u8, &'e [u8])> + Clone,
     {
-        if self.csrcs.len() % 4 != 0 || self.csrcs.len() > 4 * MAX_CSRCS {
+        if self.csrcs.len() & 3 != 0 || self.csrcs.len() > 4 * MAX_CSRCS {
             return Err(RtpError::CsrcOverflow);
         }
         // Pick the form and size the block.
@@ -452,6 +452,17 @@ impl RtpHeaderWriter<'_> {
             pos += 4;
             let block_end = pos + block_len;
             for (id, value) in extensions {
+                // Re-checked so an iterator that does not repeat itself cannot overrun the block.
+                let needed = value.len() + if two_byte { 2 } else { 1 };
+                let valid = if two_byte {
+                    id != 0 && value.len() <= 255
+                } else {
+                    (1..=MAX_ONE_BYTE_ID).contains(&id)
+                        && (1..=MAX_ONE_BYTE_VALUE_LEN).contains(&value.len())
+                };
+                if !valid || pos + needed > block_end {
+                    return Err(RtpError::BadExtension);
+                }
                 if two_byte {
                     out[pos] = id;
                     out[pos + 1] = value.len() as u8;

@@ -62,7 +62,13 @@ pub struct RtpStreamRecvParams {
 
 impl RtpStreamRecvParams {
     /// A single-layer stream without RTX, NACK, PLI or FIR; set the rest as needed.
-    pub fn new(ssrc: u32, payload_type: u8, mime_type: &str, kind: MediaKind, clock_rate: u32) -> Self {
+    pub fn new(
+        ssrc: u32,
+        payload_type: u8,
+        mime_type: &str,
+        kind: MediaKind,
+        clock_rate: u32,
+    ) -> Self {
         Self {
             encoding_idx: 0,
             ssrc,
@@ -216,8 +222,10 @@ impl RtpStreamRecv {
         nacks.clear();
         let mut outcome = ReceiveOutcome::default();
         let seq = packet.sequence_number();
-        if self.seq.update(seq) == SeqUpdate::Discarded {
-            return outcome;
+        match self.seq.update(seq) {
+            SeqUpdate::Discarded => return outcome,
+            SeqUpdate::Reset => self.on_sequence_reset(),
+            SeqUpdate::Accepted => {}
         }
         outcome.accepted = true;
         self.received_packets += 1;
@@ -260,18 +268,23 @@ impl RtpStreamRecv {
     ) -> ReceiveOutcome {
         nacks.clear();
         let mut outcome = ReceiveOutcome::default();
-        let Some(nack) = &mut self.nack else {
+        if self.nack.is_none() {
             return outcome;
-        };
+        }
         self.rtx_packet_count += 1;
         if self.rtx_seq.update(rtx_seq) == SeqUpdate::Discarded {
             return outcome;
         }
         let seq = packet.sequence_number();
-        if self.seq.update(seq) == SeqUpdate::Discarded {
-            return outcome;
+        match self.seq.update(seq) {
+            SeqUpdate::Discarded => return outcome,
+            SeqUpdate::Reset => self.on_sequence_reset(),
+            SeqUpdate::Accepted => {}
         }
         self.packets_retransmitted += 1;
+        let Some(nack) = &mut self.nack else {
+            return outcome;
+        };
         let o = nack.received(seq, info.is_key_frame, true, now, nacks);
         outcome.key_frame_required = o.key_frame_required;
         if !o.was_nacked {
@@ -286,7 +299,27 @@ impl RtpStreamRecv {
         outcome
     }
 
-    fn count_media(&mut self, len: usize, info: PacketInfo, now: Instant, outcome: &mut ReceiveOutcome) {
+    /// The sender restarted its sequence numbers: expected counts start over, so loss accounting
+    /// and pending NACKs must too.
+    fn on_sequence_reset(&mut self) {
+        self.received_packets = 0;
+        self.expected_prior = 0;
+        self.received_prior = 0;
+        self.expected_prior_score = 0;
+        self.received_prior_score = 0;
+        self.max_packet = None;
+        if let Some(nack) = &mut self.nack {
+            nack.reset();
+        }
+    }
+
+    fn count_media(
+        &mut self,
+        len: usize,
+        info: PacketInfo,
+        now: Instant,
+        outcome: &mut ReceiveOutcome,
+    ) {
         let s = info.spatial_layer.min(self.params.spatial_layers - 1) as usize;
         let t = info.temporal_layer.min(self.params.temporal_layers - 1) as usize;
         let idx = s * self.params.temporal_layers as usize + t;
@@ -552,7 +585,10 @@ impl RtpStreamRecv {
     /// temporal layers ≤ `temporal` of `spatial`; 0 if that layer itself is not being received
     /// (mediasoup's `GetBitrate(now, s, t)`).
     pub fn layer_bitrate(&self, now: Instant, spatial: u8, temporal: u8) -> u32 {
-        if self.layer(spatial, temporal).is_none_or(|c| c.bitrate(now) == 0) {
+        if self
+            .layer(spatial, temporal)
+            .is_none_or(|c| c.bitrate(now) == 0)
+        {
             return 0;
         }
         let lower: u32 = (0..spatial)
@@ -696,7 +732,13 @@ mod tests {
         .unwrap()
     }
 
-    fn feed(s: &mut RtpStreamRecv, seq: u16, ts: u32, at: Instant, nacks: &mut Vec<u16>) -> ReceiveOutcome {
+    fn feed(
+        s: &mut RtpStreamRecv,
+        seq: u16,
+        ts: u32,
+        at: Instant,
+        nacks: &mut Vec<u16>,
+    ) -> ReceiveOutcome {
         let mut buf = [0u8; 1500];
         let n = packet(&mut buf, seq, ts, 100);
         let p = RtpPacket::parse(&buf[..n]).unwrap();
@@ -709,7 +751,13 @@ mod tests {
         let mut s = RtpStreamRecv::new(params(), t0);
         let mut nacks = Vec::with_capacity(NACK_BATCH_CAPACITY);
         for seq in 0..10u16 {
-            feed(&mut s, seq, seq as u32 * 3000, ms(t0, seq as u64 * 33), &mut nacks);
+            feed(
+                &mut s,
+                seq,
+                seq as u32 * 3000,
+                ms(t0, seq as u64 * 33),
+                &mut nacks,
+            );
         }
         // 10 and 11 lost.
         let o = feed(&mut s, 12, 36_000, ms(t0, 400), &mut nacks);
@@ -763,8 +811,12 @@ mod tests {
             feed(&mut s, i as u16, i * 3000, at, &mut nacks);
         }
         assert!(s.jitter() <= 1, "{}", s.jitter());
+        // One packet 10 ms late: |D| = 900 ticks, and the estimate moves by 1/16 of it.
+        let late = t0 + Duration::from_micros(50 * 33_333 + 10_000);
+        feed(&mut s, 50, 50 * 3000, late, &mut nacks);
+        assert!((55..=57).contains(&s.jitter()), "{}", s.jitter());
         // Alternate 10 ms early/late: |D| = 900 ticks each time → jitter converges toward 900.
-        for i in 50..400u32 {
+        for i in 51..400u32 {
             let skew = if i % 2 == 0 { 10_000 } else { 0 };
             let at = t0 + Duration::from_micros(i as u64 * 33_333 + skew);
             feed(&mut s, i as u16, i * 3000, at, &mut nacks);
@@ -784,7 +836,13 @@ mod tests {
         for round in 0..5u64 {
             for _ in 0..50 {
                 if seq % 5 != 4 {
-                    feed(&mut s, seq, seq as u32 * 3000, ms(t0, round * 1000), &mut nacks);
+                    feed(
+                        &mut s,
+                        seq,
+                        seq as u32 * 3000,
+                        ms(t0, round * 1000),
+                        &mut nacks,
+                    );
                 }
                 seq += 1;
             }
@@ -796,8 +854,14 @@ mod tests {
         assert_eq!(last, Some(s.score()));
         // Silence: inactive after 1.5 s.
         let quiet = ms(t0, 4000);
-        assert_eq!(s.poll(quiet + Duration::from_millis(1499), &mut nacks), None);
-        assert_eq!(s.poll(quiet + Duration::from_millis(1500), &mut nacks), Some(0));
+        assert_eq!(
+            s.poll(quiet + Duration::from_millis(1499), &mut nacks),
+            None
+        );
+        assert_eq!(
+            s.poll(quiet + Duration::from_millis(1500), &mut nacks),
+            Some(0)
+        );
         assert_eq!(s.score(), 0);
         // Media again: back to 10 at once.
         let o = feed(&mut s, seq, seq as u32 * 3000, ms(t0, 6000), &mut nacks);
@@ -858,8 +922,14 @@ mod tests {
         p.use_pli = false;
         p.use_fir = true;
         let mut f = RtpStreamRecv::new(p, t0);
-        assert_eq!(f.request_key_frame(), Some(KeyFrameRequest::Fir { seq_nr: 1 }));
-        assert_eq!(f.request_key_frame(), Some(KeyFrameRequest::Fir { seq_nr: 2 }));
+        assert_eq!(
+            f.request_key_frame(),
+            Some(KeyFrameRequest::Fir { seq_nr: 1 })
+        );
+        assert_eq!(
+            f.request_key_frame(),
+            Some(KeyFrameRequest::Fir { seq_nr: 2 })
+        );
         assert_eq!(f.fir_count(), 2);
     }
 
@@ -879,7 +949,10 @@ mod tests {
         .write(&mut buf, std::iter::empty(), &[], 100)
         .unwrap();
         let p = RtpPacket::parse(&buf[..n]).unwrap();
-        assert!(s.receive_packet(&p, PacketInfo::default(), t0, &mut nacks).accepted);
+        assert!(
+            s.receive_packet(&p, PacketInfo::default(), t0, &mut nacks)
+                .accepted
+        );
         assert_eq!(s.packet_count(), 1);
         assert_eq!(s.packets_lost(), 0);
     }
@@ -893,6 +966,13 @@ mod tests {
         assert!(!feed(&mut s, 30_000, 0, t0, &mut nacks).accepted);
         assert_eq!(s.packets_discarded(), 1);
         assert!(nacks.is_empty());
+        // The next one in sequence: the source restarted; loss starts over instead of
+        // counting the jump.
+        assert!(feed(&mut s, 30_001, 0, t0, &mut nacks).accepted);
+        assert_eq!(s.packets_lost(), 0);
+        assert!(feed(&mut s, 30_003, 0, t0, &mut nacks).accepted);
+        assert_eq!(s.packets_lost(), 1);
+        assert_eq!(nacks, [30_002]);
     }
 
     #[test]
@@ -914,8 +994,16 @@ mod tests {
         assert_eq!(v["byteCount"], 112);
         assert_eq!(v["score"], 10);
         for key in [
-            "packetsLost", "fractionLost", "packetsDiscarded", "packetsRetransmitted",
-            "packetsRepaired", "nackCount", "nackPacketCount", "pliCount", "firCount", "jitter",
+            "packetsLost",
+            "fractionLost",
+            "packetsDiscarded",
+            "packetsRetransmitted",
+            "packetsRepaired",
+            "nackCount",
+            "nackPacketCount",
+            "pliCount",
+            "firCount",
+            "jitter",
             "bitrate",
         ] {
             assert!(v[key].is_u64(), "{key}");

@@ -92,11 +92,15 @@ impl Vp8PayloadDescriptor {
     /// Writes `picture_id` and `tl0_pic_idx` over the fields this descriptor has, in place, keeping
     /// the PictureID width. False (nothing written) if `payload` is not the one parsed.
     pub fn encode(&self, payload: &mut [u8], picture_id: u16, tl0_pic_idx: u8) -> bool {
-        if payload.len() < self.len {
+        // Offsets are 0 for a descriptor not made by `parse`: nothing to write then.
+        let pid_at = (self.picture_id.is_some() && self.picture_id_offset > 0)
+            .then_some(self.picture_id_offset);
+        let tl0_at = (self.tl0_pic_idx.is_some() && self.tl0_offset > 0).then_some(self.tl0_offset);
+        let pid_end = pid_at.map_or(0, |o| o + if self.two_byte_picture_id { 2 } else { 1 });
+        if payload.len() < self.len || payload.len() < pid_end || tl0_at >= Some(payload.len()) {
             return false;
         }
-        if self.picture_id.is_some() {
-            let o = self.picture_id_offset;
+        if let Some(o) = pid_at {
             if self.two_byte_picture_id {
                 let [hi, lo] = (picture_id & 0x7FFF).to_be_bytes();
                 payload[o] = 0x80 | hi;
@@ -105,8 +109,8 @@ impl Vp8PayloadDescriptor {
                 payload[o] = (picture_id & 0x7F) as u8;
             }
         }
-        if self.tl0_pic_idx.is_some() {
-            payload[self.tl0_offset] = tl0_pic_idx;
+        if let Some(o) = tl0_at {
+            payload[o] = tl0_pic_idx;
         }
         true
     }
@@ -325,6 +329,15 @@ mod tests {
         assert!(d.restore(&mut p));
         assert_eq!(p, payload(0x1234, 7, 0, false, false));
         assert!(!d.encode(&mut p[..3], 1, 1));
+        // A hand-made descriptor (no offsets) writes nothing and cannot index out of bounds.
+        let fake = Vp8PayloadDescriptor {
+            picture_id: Some(1),
+            two_byte_picture_id: true,
+            tl0_pic_idx: Some(1),
+            ..Default::default()
+        };
+        let mut empty: [u8; 0] = [];
+        assert!(fake.encode(&mut empty, 5, 5));
     }
 
     #[test]
