@@ -540,3 +540,259 @@ fn transport_cc_feedback_acknowledges_what_the_publisher_sent() {
         );
     });
 }
+
+use shardcast_tools::peer::rtp::rtc_rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+
+const VIDEO_RTX_SSRC: u32 = 2196894209;
+
+/// NACKed sequence numbers in an RTCP datagram.
+fn nacked(packet: &[u8]) -> Vec<u16> {
+    rtcp::find::<TransportLayerNack>(packet)
+        .iter()
+        .flat_map(|n| n.nacks.iter().flat_map(|pair| pair.packet_list()))
+        .collect()
+}
+
+/// A gap on the publisher's side makes the server NACK it; the RTX answer repairs the stream
+/// for the subscriber. A gap on the subscriber's side is answered from the server's buffer, as
+/// RTX with the consumer's RTX SSRC and payload type.
+#[test]
+fn nacks_are_sent_upstream_and_answered_downstream() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "nack").await;
+        let video_ssrc = c.video["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        let rtx_ssrc = c.video["rtpParameters"]["encodings"][0]["rtx"]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        // Seq 3 "lost" on the way in.
+        for seq in [1u16, 2, 4, 5] {
+            c.a_send.send_rtp(&vp8(seq, seq == 1, false)).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no NACK for seq 3");
+            if let Some(packet) = c.a_send.recv_rtcp(WAIT).await {
+                if nacked(&packet).contains(&3) {
+                    break;
+                }
+            }
+        }
+        let got = receive(&c.b_recv, video_ssrc, 4).await;
+        let base = got[0].sequence_number;
+        // A answers with RTX: OSN 3, then the original payload.
+        let original = RtpView::parse(&vp8(3, false, false)).unwrap();
+        let mut rtx_payload = 3u16.to_be_bytes().to_vec();
+        rtx_payload.extend_from_slice(&original.payload);
+        let rtx = RtpPacketBuilder::new(VIDEO_RTX_SSRC, 97, 500, original.timestamp)
+            .mid(MID, "1")
+            .payload(&rtx_payload)
+            .build();
+        c.a_send.send_rtp(&rtx).await.unwrap();
+        let repaired = receive(&c.b_recv, video_ssrc, 1).await.remove(0);
+        assert_eq!(
+            repaired.payload, original.payload,
+            "the repaired packet reaches B"
+        );
+        assert_eq!(
+            repaired.sequence_number,
+            base.wrapping_add(2),
+            "in its place"
+        );
+        let stats =
+            c.a.client
+                .request(
+                    "getProducerStats",
+                    json!({"producerId": c.video["producerId"]}),
+                )
+                .await
+                .unwrap();
+        assert!(stats[0]["nackCount"].as_u64().unwrap() >= 1);
+        assert_eq!(stats[0]["packetsRepaired"], 1);
+
+        // B lost the packet it got as `base + 1` (A's seq 2): answered from the buffer.
+        let lost = base.wrapping_add(1);
+        c.b_recv
+            .send_rtcp(&rtcp::nack(7, video_ssrc, &[lost]))
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        let resent = loop {
+            assert!(std::time::Instant::now() < deadline, "no retransmission");
+            let packet = c.b_recv.recv_rtp(WAIT).await.expect("a packet");
+            let view = RtpView::parse(&packet).unwrap();
+            if view.ssrc == rtx_ssrc {
+                break view;
+            }
+        };
+        assert_eq!(resent.payload_type, 102, "the router's RTX payload type");
+        assert_eq!(
+            u16::from_be_bytes([resent.payload[0], resent.payload[1]]),
+            lost,
+            "OSN"
+        );
+        assert_eq!(
+            &resent.payload[2..],
+            &got[1].payload[..],
+            "the original payload"
+        );
+        let stats =
+            c.b.client
+                .request("getConsumerStats", json!({"consumerId": c.video["id"]}))
+                .await
+                .unwrap();
+        assert_eq!(stats[0]["nackCount"], 1);
+        assert_eq!(stats[0]["packetsRetransmitted"], 1);
+    });
+}
+
+/// A publisher's sender report gives its stream a score: producerScore reaches the owner.
+#[test]
+fn producer_score_is_notified_after_a_sender_report() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "score").await;
+        for seq in 1..=50u16 {
+            c.a_send.send_rtp(&vp8(seq, seq == 1, false)).await.unwrap();
+        }
+        c.a_send
+            .send_rtcp(&rtcp::sender_report(
+                VIDEO_SSRC,
+                1 << 32,
+                90 * 50,
+                50,
+                10_000,
+            ))
+            .await
+            .unwrap();
+        let event =
+            c.a.client
+                .wait_logged(WAIT, |e| {
+                    e.is_notification("producerScore")
+                        && e.data()["producerId"] == c.video["producerId"]
+                })
+                .await
+                .expect("producerScore");
+        let score = &event.data()["score"][0];
+        assert_eq!(score["encodingIdx"], 0);
+        assert_eq!(score["ssrc"], VIDEO_SSRC);
+        assert!(score["score"].as_u64().unwrap() <= 10);
+    });
+}
+
+/// Malformed RTP/RTCP after decryption (unknown SSRC, RTCP with a bad length, NACK for unknown
+/// SSRCs) is dropped and counted; forwarding goes on.
+#[test]
+fn malformed_rtp_and_rtcp_are_dropped_and_counted() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "malformed").await;
+        let video_ssrc = c.video["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        // RTP of no producer (unknown SSRC, no MID).
+        c.a_send
+            .send_rtp(
+                &RtpPacketBuilder::new(0xdead_beef, 96, 1, 1)
+                    .payload(&[1; 20])
+                    .build(),
+            )
+            .await
+            .unwrap();
+        // RTCP whose length field overruns the datagram.
+        c.a_send
+            .send_rtcp(&[0x80, 201, 0, 40, 0, 0, 0, 1])
+            .await
+            .unwrap();
+        // A well-formed NACK for an SSRC nobody sends.
+        c.b_recv
+            .send_rtcp(&rtcp::nack(7, 0x0bad_0bad, &[1, 2, 3]))
+            .await
+            .unwrap();
+        // RTP whose header extension runs past the packet (X set, length 200 words); the peer
+        // may refuse to protect it, in which case it never reaches the server.
+        let mut overrun = RtpPacketBuilder::new(VIDEO_SSRC, 96, 2, 2)
+            .payload(&[0; 8])
+            .build();
+        overrun[0] |= 0x10;
+        overrun.splice(12..12, [0xBE, 0xDE, 0x00, 0xC8]);
+        let _ = c.a_send.send_rtp(&overrun).await;
+
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (status, _, body) = shardcast_tools::http::raw_http(
+                server.addr(),
+                false,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 200);
+            let body = String::from_utf8(body).unwrap();
+            let count = |reason: &str| {
+                body.lines()
+                    .find(|l| l.contains(&format!("reason=\"{reason}\"")))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            if count("rtp_unknown_stream") >= 1 && count("rtcp_malformed") >= 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "drops not counted:\n{body}"
+            );
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        // Media still flows.
+        c.a_send.send_rtp(&vp8(10, true, true)).await.unwrap();
+        c.a_send.send_rtp(&vp8(11, false, true)).await.unwrap();
+        let got = receive(&c.b_recv, video_ssrc, 2).await;
+        assert_eq!(
+            got[1].sequence_number,
+            got[0].sequence_number.wrapping_add(1)
+        );
+        assert!(server.log().contains("shardcast ready"));
+    });
+}
+
+/// Three rooms on two shards at once, each with its own media.
+#[test]
+fn three_rooms_on_two_shards_forward_their_own_media() {
+    let server = Server::start(&["--shards", "2", "--no-tls"]);
+    run(|| async {
+        let mut calls = Vec::new();
+        for room in ["m1", "m2", "m3"] {
+            calls.push(call(&server, room).await);
+        }
+        let ports: Vec<u64> = calls
+            .iter()
+            .map(|c| {
+                c.a.send_transport["iceCandidates"][0]["port"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        let base = server.rtc_port() as u64;
+        assert!(
+            ports.contains(&base) && ports.contains(&(base + 1)),
+            "{ports:?}"
+        );
+        for (i, c) in calls.iter().enumerate() {
+            c.a_send.send_rtp(&opus(100 + i as u16)).await.unwrap();
+        }
+        for (i, c) in calls.iter().enumerate() {
+            let ssrc = c.audio["rtpParameters"]["encodings"][0]["ssrc"]
+                .as_u64()
+                .unwrap() as u32;
+            let got = receive(&c.b_recv, ssrc, 1).await;
+            assert_eq!(
+                got[0].payload[0],
+                (100 + i as u16) as u8,
+                "room {i} got its own packet"
+            );
+        }
+    });
+}

@@ -27,6 +27,8 @@ pub struct Producer {
     pub paused: bool,
     /// Producer payload type → router payload type (what consumers send).
     pt_map: [Option<u8>; 128],
+    /// Producer RTX payload type → its media payload type (`apt`).
+    rtx_apt: [Option<u8>; 128],
     codec: CodecKind,
     clock_rate: u32,
     /// One per encoding, created when its first packet arrives.
@@ -56,6 +58,16 @@ impl Producer {
                 *slot = Some(codec.mapped_payload_type);
             }
         }
+        let mut rtx_apt = [None; 128];
+        for codec in &cmd.rtp_parameters.codecs {
+            if codec.mime_type.to_ascii_lowercase().ends_with("/rtx") {
+                if let (Some(slot), Some(apt)) =
+                    (rtx_apt.get_mut(codec.payload_type as usize), codec.apt())
+                {
+                    *slot = u8::try_from(apt).ok();
+                }
+            }
+        }
         let media_codec = cmd
             .rtp_parameters
             .codecs
@@ -75,6 +87,7 @@ impl Producer {
             producer_type: cmd.producer_type,
             paused: cmd.paused,
             pt_map,
+            rtx_apt,
             codec,
             clock_rate,
             streams: (0..encodings).map(|_| None).collect(),
@@ -165,18 +178,84 @@ impl Producer {
         if !outcome.accepted {
             return true;
         }
+        self.forward(encoding, mapped_pt, packet, info, now, egress);
+        true
+    }
+
+    fn forward(
+        &mut self,
+        encoding: usize,
+        mapped_payload_type: u8,
+        packet: &RtpPacket<'_>,
+        info: crate::rtp::rtp_stream_recv::PacketInfo,
+        now: Instant,
+        egress: &mut dyn Egress,
+    ) {
         if self.paused {
-            return true;
+            return;
         }
         let info = PacketInfo {
             encoding,
-            mapped_payload_type: mapped_pt,
+            mapped_payload_type,
             key_frame: info.is_key_frame,
             temporal_layer: info.temporal_layer,
         };
         for consumer in &mut self.consumers {
             consumer.forward(packet, &info, now, egress);
         }
+    }
+
+    /// An RTX packet of encoding `encoding`: unwrapped (RFC 4588) into a pooled buffer and, if it
+    /// repairs a packet we NACKed, counted and forwarded like the original.
+    pub fn receive_rtx(
+        &mut self,
+        encoding: usize,
+        packet: &RtpPacket<'_>,
+        now: Instant,
+        egress: &mut dyn Egress,
+    ) -> bool {
+        let Some(media_pt) = self
+            .rtx_apt
+            .get(packet.payload_type() as usize)
+            .copied()
+            .flatten()
+        else {
+            return false;
+        };
+        let Some(mapped_pt) = self.pt_map.get(media_pt as usize).copied().flatten() else {
+            return false;
+        };
+        let Some(stream) = self.streams.get_mut(encoding).and_then(|s| s.as_mut()) else {
+            return false;
+        };
+        let mut buf = egress.buffer();
+        buf.resize(crate::buffer_pool::BUFFER_CAPACITY, 0);
+        let decoded_len = match crate::rtp::rtx::decode(packet, &mut buf, stream.ssrc(), media_pt) {
+            Ok(n) => n,
+            Err(_) => {
+                egress.recycle(buf);
+                return false;
+            }
+        };
+        let Ok(decoded) = RtpPacket::parse(&buf[..decoded_len]) else {
+            egress.recycle(buf);
+            return false;
+        };
+        let info = crate::stream::payload_info(self.codec, decoded.payload());
+        let outcome = stream.inner.receive_rtx_packet(
+            packet.sequence_number(),
+            &decoded,
+            info,
+            now,
+            &mut self.nacks,
+        );
+        if outcome.score.is_some() {
+            self.score_changed = true;
+        }
+        if outcome.accepted {
+            self.forward(encoding, mapped_pt, &decoded, info, now, egress);
+        }
+        egress.recycle(buf);
         true
     }
 

@@ -194,6 +194,24 @@ impl Router {
         used
     }
 
+    /// A decrypted RTX packet of one of this router's producers.
+    pub fn receive_rtx(
+        &mut self,
+        producer_id: &str,
+        encoding: usize,
+        packet: &RtpPacket<'_>,
+        now: Instant,
+        egress: &mut dyn Egress,
+        events: &mut Vec<ShardEvent>,
+    ) -> bool {
+        let Some(producer) = self.producers.get_mut(producer_id) else {
+            return false;
+        };
+        let used = producer.receive_rtx(encoding, packet, now, egress);
+        self.flush_producer(producer_id, now, egress, events);
+        used
+    }
+
     /// Sends the key frame requests the producer's consumers raised, and relays their events.
     pub fn flush_producer(
         &mut self,

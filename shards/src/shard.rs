@@ -348,10 +348,6 @@ impl Shard {
         ) else {
             return self.counters.drop(DropReason::RtpUnknownStream);
         };
-        if stream.rtx {
-            // Retransmissions are unwrapped by the NACK path (not yet: counted for now).
-            return self.counters.drop(DropReason::RtpUnknownStream);
-        }
         let router_id = entry.router_id.clone();
         let Some(router) = self.routers.get_mut(&*router_id) else {
             return;
@@ -361,14 +357,26 @@ impl Shard {
             pool: &mut self.pool,
             transmits: &mut self.transmits,
         };
-        if !router.receive_rtp(
-            &stream.producer_id,
-            stream.encoding,
-            &packet,
-            now,
-            &mut egress,
-            &mut self.events,
-        ) {
+        let used = if stream.rtx {
+            router.receive_rtx(
+                &stream.producer_id,
+                stream.encoding,
+                &packet,
+                now,
+                &mut egress,
+                &mut self.events,
+            )
+        } else {
+            router.receive_rtp(
+                &stream.producer_id,
+                stream.encoding,
+                &packet,
+                now,
+                &mut egress,
+                &mut self.events,
+            )
+        };
+        if !used {
             self.counters.drop(DropReason::RtpUnknownStream);
         }
     }
