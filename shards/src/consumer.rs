@@ -173,6 +173,12 @@ impl Consumer {
         stream_params.use_nack = feedback("nack", "");
         stream_params.use_pli = feedback("nack", "pli");
         stream_params.use_fir = feedback("ccm", "fir");
+        // Slots of the retransmission buffer (each holds a whole packet): about 2 s of video at
+        // a few hundred packets/s, 2.5 s of Opus. Pages are touched only as packets arrive.
+        stream_params.retransmission_capacity = match cmd.kind {
+            MediaKind::Video => 512,
+            MediaKind::Audio => 128,
+        };
         let send_stream = RtpStreamSend::new(stream_params, Instant::now());
         Self {
             id: cmd.consumer_id,
