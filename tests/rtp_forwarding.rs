@@ -267,6 +267,24 @@ fn publisher_media_reaches_the_subscriber_as_its_consumers_say() {
                 .await
                 .unwrap();
         assert_eq!(producer_stats[0]["packetCount"], 40);
+        // Transport counters and bitrates in mediasoup's shape.
+        let stats = |peer: &JoinedPeer, transport: &Value| {
+            let client = peer.client.clone();
+            let id = transport["id"].clone();
+            async move {
+                client
+                    .request("getTransportStats", json!({"transportId": id}))
+                    .await
+                    .unwrap()[0]
+                    .clone()
+            }
+        };
+        let a_stats = stats(&c.a, &c.a.send_transport).await;
+        assert!(a_stats["rtpBytesReceived"].as_u64().unwrap() > 40 * 200);
+        assert!(a_stats["rtpRecvBitrate"].as_u64().unwrap() > 0);
+        let b_stats = stats(&c.b, &c.b.recv_transport).await;
+        assert!(b_stats["rtpBytesSent"].as_u64().unwrap() > 40 * 200);
+        assert!(b_stats["rtpSendBitrate"].as_u64().unwrap() > 0);
     });
 }
 

@@ -146,6 +146,7 @@ pub(crate) struct TransportEntry {
 
 /// The shard's [`Egress`]: pooled buffers, and sending through its transports.
 struct ShardEgress<'a> {
+    now: Instant,
     transports: &'a mut HashMap<TransportKey, TransportEntry>,
     pool: &'a mut BufferPool,
     transmits: &'a mut VecDeque<Transmit>,
@@ -164,7 +165,7 @@ impl Egress for ShardEgress<'_> {
         let tuple = self
             .transports
             .get_mut(&transport)
-            .and_then(|e| e.transport.protect_rtp(&mut buf, tcc_id));
+            .and_then(|e| e.transport.protect_rtp(&mut buf, tcc_id, self.now));
         match tuple {
             Some(tuple) => {
                 self.transmits.push_back(Transmit { tuple, data: buf });
@@ -181,7 +182,7 @@ impl Egress for ShardEgress<'_> {
         let tuple = self
             .transports
             .get_mut(&transport)
-            .and_then(|e| e.transport.protect_rtcp(&mut buf));
+            .and_then(|e| e.transport.protect_rtcp(&mut buf, self.now));
         match tuple {
             Some(tuple) => {
                 self.transmits.push_back(Transmit { tuple, data: buf });
@@ -311,7 +312,7 @@ impl Shard {
                 let Some(entry) = self.transports.get_mut(&key) else {
                     return self.counters.drop(DropReason::RtpUnvalidated);
                 };
-                match entry.transport.handle_srtp(data) {
+                match entry.transport.handle_srtp(data, now) {
                     Ok(len) if is_rtcp(&data[..len]) => self.handle_rtcp(key, &data[..len], now),
                     Ok(len) => self.handle_rtp(key, &data[..len], now),
                     Err(TransportDrop::SrtpNotReady) => {
@@ -353,6 +354,7 @@ impl Shard {
             return;
         };
         let mut egress = ShardEgress {
+            now,
             transports: &mut self.transports,
             pool: &mut self.pool,
             transmits: &mut self.transmits,
@@ -458,6 +460,7 @@ impl Shard {
         }
         if let Some(router) = self.routers.get_mut(&*router_id) {
             let mut egress = ShardEgress {
+                now,
                 transports: &mut self.transports,
                 pool: &mut self.pool,
                 transmits: &mut self.transmits,
@@ -472,7 +475,7 @@ impl Shard {
         key: TransportKey,
         router_id: &str,
         ssrc: u32,
-        _now: Instant,
+        now: Instant,
         f: impl FnOnce(&mut crate::consumer::Consumer, &mut dyn Egress),
     ) {
         let Some(consumer_id) = self
@@ -490,6 +493,7 @@ impl Shard {
             return;
         };
         let mut egress = ShardEgress {
+            now,
             transports: &mut self.transports,
             pool: &mut self.pool,
             transmits: &mut self.transmits,
@@ -500,6 +504,7 @@ impl Shard {
     /// Lets every router send what its consumers asked for (key frames after a resume).
     fn flush_routers(&mut self, now: Instant) {
         let mut egress = ShardEgress {
+            now,
             transports: &mut self.transports,
             pool: &mut self.pool,
             transmits: &mut self.transmits,
@@ -594,6 +599,7 @@ impl Shard {
         }
         let ntp = NtpTime::from_system_time(SystemTime::now());
         let mut egress = ShardEgress {
+            now,
             transports: &mut self.transports,
             pool: &mut self.pool,
             transmits: &mut self.transmits,
@@ -643,6 +649,7 @@ impl Shard {
             .collect();
         for key in keys {
             let mut egress = ShardEgress {
+                now,
                 transports: &mut self.transports,
                 pool: &mut self.pool,
                 transmits: &mut self.transmits,
@@ -1038,7 +1045,7 @@ impl Shard {
                     .ok_or_else(|| not_found("transport", &transport_id))?;
                 Ok(CommandOk::Stats(serde_json::Value::Array(vec![entry
                     .transport
-                    .stats(now_ms())])))
+                    .stats(now, now_ms())])))
             }
             Command::GetProducerStats {
                 router_id,

@@ -15,6 +15,8 @@ use super::dtls_transport::{
 use super::ice_server::{IceEvent, IceOutcome, IceServer, IceState, TransportTuple};
 use super::srtp_session::SrtpSession;
 use super::stun::StunMessage;
+use crate::rtp::rate_calculator::RateCalculator;
+use crate::rtp::rtp_stream_recv::BITRATE_WINDOW;
 
 /// `iceParameters` of the createWebRtcTransport answer and of `restartIce`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,7 +195,28 @@ pub struct WebRtcTransport {
     next_rtcp: Option<Instant>,
     pub received: TrafficCounters,
     pub sent: TrafficCounters,
+    rates: TransportRates,
     pub created_at: Instant,
+}
+
+/// Bitrates over mediasoup's window, per direction, all traffic and RTP only.
+#[derive(Debug)]
+struct TransportRates {
+    recv: RateCalculator,
+    send: RateCalculator,
+    rtp_recv: RateCalculator,
+    rtp_send: RateCalculator,
+}
+
+impl Default for TransportRates {
+    fn default() -> Self {
+        Self {
+            recv: RateCalculator::new(BITRATE_WINDOW),
+            send: RateCalculator::new(BITRATE_WINDOW),
+            rtp_recv: RateCalculator::new(BITRATE_WINDOW),
+            rtp_send: RateCalculator::new(BITRATE_WINDOW),
+        }
+    }
 }
 
 impl std::fmt::Debug for WebRtcTransport {
@@ -268,6 +291,7 @@ impl WebRtcTransport {
             next_rtcp: None,
             received: TrafficCounters::default(),
             sent: TrafficCounters::default(),
+            rates: TransportRates::default(),
             created_at: Instant::now(),
         }
     }
@@ -389,10 +413,11 @@ impl WebRtcTransport {
     ) -> IceOutcome {
         self.received.bytes += len as u64;
         self.received.packets += 1;
+        self.rates.recv.update(len, now);
         let mut buf = [0u8; 256];
         let response = self.ice.handle_stun(msg, tuple, now, &mut buf);
         if response.len > 0 {
-            self.push(tuple, buf[..response.len].to_vec(), out);
+            self.push(tuple, buf[..response.len].to_vec(), now, out);
         }
         self.drain_ice_events(certificate, now, out);
         response.outcome
@@ -408,6 +433,7 @@ impl WebRtcTransport {
     ) -> Result<(), TransportDrop> {
         self.received.bytes += data.len() as u64;
         self.received.packets += 1;
+        self.rates.recv.update(data.len(), now);
         let Some(dtls) = self.dtls.as_mut() else {
             return Err(TransportDrop::Dtls);
         };
@@ -418,9 +444,10 @@ impl WebRtcTransport {
     }
 
     /// An SRTP or SRTCP packet from a validated tuple, decrypted in place. Returns the plain length.
-    pub fn handle_srtp(&mut self, packet: &mut [u8]) -> Result<usize, TransportDrop> {
+    pub fn handle_srtp(&mut self, packet: &mut [u8], now: Instant) -> Result<usize, TransportDrop> {
         self.received.bytes += packet.len() as u64;
         self.received.packets += 1;
+        self.rates.recv.update(packet.len(), now);
         let Some(srtp) = self.srtp.as_mut() else {
             return Err(TransportDrop::SrtpNotReady);
         };
@@ -443,7 +470,12 @@ impl WebRtcTransport {
     /// Encrypts a plain RTP packet in `buf` for sending (stamping the next transport-wide
     /// sequence number into extension `tcc_id`); the tuple to send it to, or None when the
     /// transport cannot send yet (no SRTP, no selected tuple).
-    pub fn protect_rtp(&mut self, buf: &mut Vec<u8>, tcc_id: Option<u8>) -> Option<TransportTuple> {
+    pub fn protect_rtp(
+        &mut self,
+        buf: &mut Vec<u8>,
+        tcc_id: Option<u8>,
+        now: Instant,
+    ) -> Option<TransportTuple> {
         let tuple = self.ice.selected_tuple()?;
         let srtp = self.srtp.as_mut()?;
         if let Some(id) = tcc_id {
@@ -461,6 +493,8 @@ impl WebRtcTransport {
                 self.sent.packets += 1;
                 self.sent.rtp_bytes += n as u64;
                 self.sent.rtp_packets += 1;
+                self.rates.send.update(n, now);
+                self.rates.rtp_send.update(n, now);
                 Some(tuple)
             }
             Err(_) => None,
@@ -468,7 +502,7 @@ impl WebRtcTransport {
     }
 
     /// Encrypts a plain RTCP compound in `buf` for sending; see [`protect_rtp`](Self::protect_rtp).
-    pub fn protect_rtcp(&mut self, buf: &mut Vec<u8>) -> Option<TransportTuple> {
+    pub fn protect_rtcp(&mut self, buf: &mut Vec<u8>, now: Instant) -> Option<TransportTuple> {
         let tuple = self.ice.selected_tuple()?;
         let srtp = self.srtp.as_mut()?;
         let len = buf.len();
@@ -479,6 +513,7 @@ impl WebRtcTransport {
                 self.sent.bytes += n as u64;
                 self.sent.packets += 1;
                 self.sent.rtcp_packets += 1;
+                self.rates.send.update(n, now);
                 Some(tuple)
             }
             Err(_) => None,
@@ -526,7 +561,7 @@ impl WebRtcTransport {
         self.drive_dtls(None, now, out);
         if self.next_rtcp.is_some_and(|t| t <= now) {
             self.next_rtcp = Some(now + RTCP_INTERVAL);
-            self.send_receiver_report(out);
+            self.send_receiver_report(now, out);
         }
     }
 
@@ -546,8 +581,15 @@ impl WebRtcTransport {
         self.dtls_state = DtlsState::Closed;
     }
 
-    fn push(&mut self, tuple: TransportTuple, data: Vec<u8>, out: &mut TransportOutput) {
+    fn push(
+        &mut self,
+        tuple: TransportTuple,
+        data: Vec<u8>,
+        now: Instant,
+        out: &mut TransportOutput,
+    ) {
         self.sent.bytes += data.len() as u64;
+        self.rates.send.update(data.len(), now);
         self.sent.packets += 1;
         out.transmits.push(Transmit { tuple, data });
     }
@@ -637,7 +679,7 @@ impl WebRtcTransport {
                         .or(from)
                         .or_else(|| self.ice.tuples().first().copied())
                     {
-                        Some(tuple) => self.push(tuple, buf[..n].to_vec(), out),
+                        Some(tuple) => self.push(tuple, buf[..n].to_vec(), now, out),
                         None => log::debug!("transport {}: DTLS output with no tuple", self.id),
                     }
                 }
@@ -687,7 +729,7 @@ impl WebRtcTransport {
     }
 
     /// An empty receiver report: RTCP keep-alive until streams have their own reports.
-    fn send_receiver_report(&mut self, out: &mut TransportOutput) {
+    fn send_receiver_report(&mut self, now: Instant, out: &mut TransportOutput) {
         let (Some(srtp), Some(tuple)) = (self.srtp.as_mut(), self.ice.selected_tuple()) else {
             return;
         };
@@ -700,26 +742,26 @@ impl WebRtcTransport {
             Ok(len) => {
                 buf.truncate(len);
                 self.sent.rtcp_packets += 1;
-                self.push(tuple, buf, out);
+                self.push(tuple, buf, now, out);
             }
             Err(e) => log::warn!("transport {}: SRTCP protect failed: {e}", self.id),
         }
     }
 
     /// `getTransportStats` in mediasoup's `webrtc-transport` shape.
-    pub fn stats(&self, now_ms: u64) -> Value {
+    pub fn stats(&self, now: Instant, now_ms: u64) -> Value {
         let mut stats = json!({
             "type": "webrtc-transport",
             "transportId": self.id,
             "timestamp": now_ms,
             "bytesReceived": self.received.bytes,
-            "recvBitrate": 0,
+            "recvBitrate": self.rates.recv.rate(now),
             "bytesSent": self.sent.bytes,
-            "sendBitrate": 0,
+            "sendBitrate": self.rates.send.rate(now),
             "rtpBytesReceived": self.received.rtp_bytes,
-            "rtpRecvBitrate": 0,
+            "rtpRecvBitrate": self.rates.rtp_recv.rate(now),
             "rtpBytesSent": self.sent.rtp_bytes,
-            "rtpSendBitrate": 0,
+            "rtpSendBitrate": self.rates.rtp_send.rate(now),
             "rtxBytesReceived": self.received.rtx_bytes,
             "rtxRecvBitrate": 0,
             "rtxBytesSent": self.sent.rtx_bytes,
@@ -847,7 +889,10 @@ mod tests {
     fn srtp_before_dtls_is_refused() {
         let mut t = WebRtcTransport::new("t".into(), Default::default(), &listen(), vec![]);
         let mut packet = [0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 9, 9, 9, 9];
-        assert_eq!(t.handle_srtp(&mut packet), Err(TransportDrop::SrtpNotReady));
+        assert_eq!(
+            t.handle_srtp(&mut packet, Instant::now()),
+            Err(TransportDrop::SrtpNotReady)
+        );
         assert!(is_rtcp(&[0x80, 200, 0, 6]));
         assert!(!is_rtcp(&[0x80, 96, 0, 6]));
     }
