@@ -463,6 +463,7 @@ impl WebRtcTransport {
                 .map_err(|_| TransportDrop::Srtp)?;
             self.received.rtp_bytes += packet.len() as u64;
             self.received.rtp_packets += 1;
+            self.rates.rtp_recv.update(packet.len(), now);
             Ok(len)
         }
     }
