@@ -170,11 +170,7 @@ impl Producer {
         if outcome.score.is_some() {
             self.score_changed = true;
         }
-        if !self.nacks.is_empty() {
-            let mut buf = egress.buffer();
-            rtcp_build::nack(&mut buf, 0, stream.ssrc(), &self.nacks);
-            egress.send_rtcp(self.transport_key, buf);
-        }
+        send_nacks(&self.nacks, stream.ssrc(), self.transport_key, egress);
         if !outcome.accepted {
             return true;
         }
@@ -265,11 +261,7 @@ impl Producer {
             if stream.inner.poll(now, &mut self.nacks).is_some() {
                 self.score_changed = true;
             }
-            if !self.nacks.is_empty() {
-                let mut buf = egress.buffer();
-                rtcp_build::nack(&mut buf, 0, stream.ssrc(), &self.nacks);
-                egress.send_rtcp(self.transport_key, buf);
-            }
+            send_nacks(&self.nacks, stream.ssrc(), self.transport_key, egress);
         }
     }
 
@@ -302,4 +294,14 @@ impl Producer {
                 .collect(),
         )
     }
+}
+
+/// Asks the publisher for the `lost` packets of `ssrc` (nothing when the list is empty).
+fn send_nacks(lost: &[u16], ssrc: u32, transport: TransportKey, egress: &mut dyn Egress) {
+    if lost.is_empty() {
+        return;
+    }
+    let mut buf = egress.buffer();
+    rtcp_build::nack(&mut buf, 0, ssrc, lost);
+    egress.send_rtcp(transport, buf);
 }

@@ -176,11 +176,13 @@ impl Router {
         ))
     }
 
-    /// A decrypted RTP packet of one of this router's producers.
+    /// A decrypted RTP packet (or RTX packet, to unwrap) of one of this router's producers.
+    #[allow(clippy::too_many_arguments)]
     pub fn receive_rtp(
         &mut self,
         producer_id: &str,
         encoding: usize,
+        rtx: bool,
         packet: &RtpPacket<'_>,
         now: Instant,
         egress: &mut dyn Egress,
@@ -189,25 +191,11 @@ impl Router {
         let Some(producer) = self.producers.get_mut(producer_id) else {
             return false;
         };
-        let used = producer.receive_rtp(encoding, packet, now, egress);
-        self.flush_producer(producer_id, now, egress, events);
-        used
-    }
-
-    /// A decrypted RTX packet of one of this router's producers.
-    pub fn receive_rtx(
-        &mut self,
-        producer_id: &str,
-        encoding: usize,
-        packet: &RtpPacket<'_>,
-        now: Instant,
-        egress: &mut dyn Egress,
-        events: &mut Vec<ShardEvent>,
-    ) -> bool {
-        let Some(producer) = self.producers.get_mut(producer_id) else {
-            return false;
+        let used = if rtx {
+            producer.receive_rtx(encoding, packet, now, egress)
+        } else {
+            producer.receive_rtp(encoding, packet, now, egress)
         };
-        let used = producer.receive_rtx(encoding, packet, now, egress);
         self.flush_producer(producer_id, now, egress, events);
         used
     }

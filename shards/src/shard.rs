@@ -162,27 +162,27 @@ impl Egress for ShardEgress<'_> {
     }
 
     fn send_rtp(&mut self, transport: TransportKey, mut buf: Vec<u8>, tcc_id: Option<u8>) -> bool {
+        let now = self.now;
         let tuple = self
             .transports
             .get_mut(&transport)
-            .and_then(|e| e.transport.protect_rtp(&mut buf, tcc_id, self.now));
-        match tuple {
-            Some(tuple) => {
-                self.transmits.push_back(Transmit { tuple, data: buf });
-                true
-            }
-            None => {
-                self.pool.give(buf);
-                false
-            }
-        }
+            .and_then(|e| e.transport.protect_rtp(&mut buf, tcc_id, now));
+        self.queue(tuple, buf)
     }
 
     fn send_rtcp(&mut self, transport: TransportKey, mut buf: Vec<u8>) -> bool {
+        let now = self.now;
         let tuple = self
             .transports
             .get_mut(&transport)
-            .and_then(|e| e.transport.protect_rtcp(&mut buf, self.now));
+            .and_then(|e| e.transport.protect_rtcp(&mut buf, now));
+        self.queue(tuple, buf)
+    }
+}
+
+impl ShardEgress<'_> {
+    /// Queues an encrypted packet for its tuple, or gives the buffer back when it cannot go.
+    fn queue(&mut self, tuple: Option<TransportTuple>, buf: Vec<u8>) -> bool {
         match tuple {
             Some(tuple) => {
                 self.transmits.push_back(Transmit { tuple, data: buf });
@@ -359,25 +359,15 @@ impl Shard {
             pool: &mut self.pool,
             transmits: &mut self.transmits,
         };
-        let used = if stream.rtx {
-            router.receive_rtx(
-                &stream.producer_id,
-                stream.encoding,
-                &packet,
-                now,
-                &mut egress,
-                &mut self.events,
-            )
-        } else {
-            router.receive_rtp(
-                &stream.producer_id,
-                stream.encoding,
-                &packet,
-                now,
-                &mut egress,
-                &mut self.events,
-            )
-        };
+        let used = router.receive_rtp(
+            &stream.producer_id,
+            stream.encoding,
+            stream.rtx,
+            &packet,
+            now,
+            &mut egress,
+            &mut self.events,
+        );
         if !used {
             self.counters.drop(DropReason::RtpUnknownStream);
         }
