@@ -20,18 +20,7 @@ const TRANSPORT_CC: u8 = 3;
 const AUDIO_LEVEL: u8 = 1;
 
 async fn connect(peer: &JoinedPeer, answer: &Value) -> PeerTransport {
-    let transport = PeerTransport::new(answer, PeerTransportOptions::default())
-        .await
-        .expect("peer transport");
-    peer.client
-        .request(
-            "connectWebRtcTransport",
-            json!({"transportId": answer["id"], "dtlsParameters": transport.local_dtls_parameters()}),
-        )
-        .await
-        .expect("connectWebRtcTransport");
-    transport.connect().await.expect("ICE + DTLS");
-    transport
+    common::connect_peer_transport(peer, answer, PeerTransportOptions::default()).await
 }
 
 /// A publisher and a subscriber in one room, both transports connected; returns the producer

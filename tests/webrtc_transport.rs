@@ -8,28 +8,16 @@ use std::net::UdpSocket;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{join_peer, run, JoinedPeer, Server, WAIT};
+use common::{join_peer, metrics, run, JoinedPeer, Server, WAIT};
 use serde_json::{json, Value};
 use shardcast_tools::peer::{
     rtp::rtcp, BindingOutcome, DtlsDatagram, DtlsDirection, DtlsStack, PeerTransport,
     PeerTransportOptions, Protocol, RtpPacketBuilder, SrtpProfile,
 };
 
-/// Creates a transport through protoo, connects it (connectWebRtcTransport with the peer's DTLS
-/// parameters, then ICE and DTLS) and returns it.
+/// Creates a transport through protoo and connects it.
 async fn connect(peer: &JoinedPeer, answer: &Value, opts: PeerTransportOptions) -> PeerTransport {
-    let transport = PeerTransport::new(answer, opts)
-        .await
-        .expect("peer transport");
-    peer.client
-        .request(
-            "connectWebRtcTransport",
-            json!({"transportId": answer["id"], "dtlsParameters": transport.local_dtls_parameters()}),
-        )
-        .await
-        .expect("connectWebRtcTransport");
-    transport.connect().await.expect("ICE + DTLS");
-    transport
+    common::connect_peer_transport(peer, answer, opts).await
 }
 
 async fn transport_stats(peer: &JoinedPeer, transport_id: &Value) -> Value {
@@ -58,18 +46,6 @@ async fn wait_stats(
         );
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn metrics(server: &Server) -> String {
-    let (status, _, body) = shardcast_tools::http::raw_http(
-        server.addr(),
-        server.tls(),
-        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-    )
-    .await
-    .expect("metrics");
-    assert_eq!(status, 200);
-    String::from_utf8(body).expect("utf-8")
 }
 
 /// Sum of a counter over shards (lines starting with `name{` and containing `filter`).

@@ -423,3 +423,38 @@ pub async fn join_peer_with(
         peers,
     }
 }
+
+/// Creates a peer-side transport for a createWebRtcTransport `answer`, sends
+/// connectWebRtcTransport with its DTLS parameters (as the demo client does), then runs ICE and
+/// DTLS with the Rust test peer.
+pub async fn connect_peer_transport(
+    peer: &JoinedPeer,
+    answer: &Value,
+    opts: shardcast_tools::peer::PeerTransportOptions,
+) -> shardcast_tools::peer::PeerTransport {
+    let transport = shardcast_tools::peer::PeerTransport::new(answer, opts)
+        .await
+        .expect("peer transport");
+    peer.client
+        .request(
+            "connectWebRtcTransport",
+            json!({"transportId": answer["id"], "dtlsParameters": transport.local_dtls_parameters()}),
+        )
+        .await
+        .expect("connectWebRtcTransport");
+    transport.connect().await.expect("ICE + DTLS");
+    transport
+}
+
+/// The server's /metrics text.
+pub async fn metrics(server: &Server) -> String {
+    let (status, _, body) = shardcast_tools::http::raw_http(
+        server.addr(),
+        server.tls(),
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .expect("metrics");
+    assert_eq!(status, 200);
+    String::from_utf8(body).expect("utf-8")
+}
