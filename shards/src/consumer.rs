@@ -59,8 +59,6 @@ pub struct Consumer {
     pub priority: u8,
     pub preferred_spatial_layer: u8,
     pub preferred_temporal_layer: u8,
-    /// Score of the stream this consumer sends (10 until receiver reports say otherwise).
-    pub score: u8,
     /// Key frames this consumer needs from upstream (set on resume, PLI/FIR, layer switch);
     /// the router turns them into PLI/FIR to the producer's stream.
     pub key_frame_requested: Option<usize>,
@@ -194,7 +192,6 @@ impl Consumer {
             // Default preference: the highest layers the producer sends.
             preferred_spatial_layer: spatial_layers - 1,
             preferred_temporal_layer: mode.temporal_layers.saturating_sub(1),
-            score: 10,
             key_frame_requested: None,
             key_frame_requests: 0,
             events: Vec::new(),
