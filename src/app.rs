@@ -103,6 +103,7 @@ impl App {
             ShardEvent::ProducerScore { router_id, .. }
             | ShardEvent::ConsumerScore { router_id, .. }
             | ShardEvent::ConsumerLayersChanged { router_id, .. }
+            | ShardEvent::ActiveSpeaker { router_id, .. }
             | ShardEvent::TransportIceStateChanged { router_id, .. }
             | ShardEvent::TransportDtlsStateChanged { router_id, .. } => router_id,
         };

@@ -1101,6 +1101,30 @@ impl Room {
                     );
                 }
             }
+            E::ActiveSpeaker {
+                producer_id,
+                volume,
+                ..
+            } => {
+                // {peerId, volume} for the loudest producer, {peerId: null} for silence; a
+                // producer without a peerId in its appData (a broadcaster) sends no peerId.
+                let data = match (producer_id, volume) {
+                    (Some(id), Some(volume)) => {
+                        let Some(producer) = state.producers.get(id) else {
+                            return;
+                        };
+                        let mut data = json!({"volume": volume});
+                        if let Some(peer_id) = producer.app_data.get("peerId") {
+                            data["peerId"] = peer_id.clone();
+                        }
+                        data
+                    }
+                    _ => json!({"peerId": null}),
+                };
+                for peer in state.peers.values().filter(|p| p.joined) {
+                    peer.session.notify("activeSpeaker", &data);
+                }
+            }
             E::TransportIceStateChanged {
                 transport_id,
                 ice_state,

@@ -803,3 +803,34 @@ fn three_rooms_on_two_shards_forward_their_own_media() {
         }
     });
 }
+
+/// The room's audio level observer: the loudest producer every 800 ms as `activeSpeaker` to
+/// every joined peer, then `{peerId: null}` once when everyone is quiet.
+#[test]
+fn active_speaker_follows_audio_levels() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let c = call(&server, "speaker").await;
+        // opus() carries audio level 30, i.e. -30 dBov.
+        for seq in 1..=40u16 {
+            c.a_send.send_rtp(&opus(seq)).await.unwrap();
+        }
+        for peer in [&c.a, &c.b] {
+            let event = peer
+                .client
+                .wait_logged(WAIT, |e| {
+                    e.is_notification("activeSpeaker") && e.data()["peerId"] == "alice"
+                })
+                .await
+                .expect("activeSpeaker for alice");
+            assert_eq!(event.data()["volume"], -30);
+        }
+        // Nothing more is sent: silence follows.
+        c.b.client
+            .wait_logged(Duration::from_secs(5), |e| {
+                e.is_notification("activeSpeaker") && e.data()["peerId"].is_null()
+            })
+            .await
+            .expect("activeSpeaker silence");
+    });
+}

@@ -172,6 +172,12 @@ pub enum ShardEvent {
         consumer_id: String,
         score: Value,
     },
+    /// The room's loudest speaker (`None`: silence), from the audio level observer.
+    ActiveSpeaker {
+        router_id: String,
+        producer_id: Option<String>,
+        volume: Option<i32>,
+    },
     ConsumerLayersChanged {
         router_id: String,
         consumer_id: String,

@@ -1,6 +1,7 @@
 //! Shardcast's media engine, the counterpart of mediasoup's worker: one shard per CPU core, each owning
 //! its sockets, routers, transports, producers and consumers, reached only through a command channel.
 
+pub mod audio_level_observer;
 pub mod buffer_pool;
 pub mod bwe;
 pub mod command;

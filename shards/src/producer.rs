@@ -38,6 +38,10 @@ pub struct Producer {
     nacks: Vec<u16>,
     /// Scores changed since last drained, by encoding (the signalling side is told).
     pub score_changed: bool,
+    /// The `ssrc-audio-level` extension id (audio producers that send it).
+    audio_level_id: Option<u8>,
+    /// Audio levels of the current observer interval.
+    pub audio_levels: crate::audio_level_observer::LevelAccumulator,
 }
 
 impl std::fmt::Debug for Producer {
@@ -58,6 +62,12 @@ impl Producer {
                 *slot = Some(codec.mapped_payload_type);
             }
         }
+        let audio_level_id = cmd
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == "urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+            .map(|e| e.id);
         let mut rtx_apt = [None; 128];
         for codec in &cmd.rtp_parameters.codecs {
             if codec.mime_type.to_ascii_lowercase().ends_with("/rtx") {
@@ -94,6 +104,8 @@ impl Producer {
             consumers: Vec::new(),
             nacks: Vec::with_capacity(crate::rtp::nack_generator::MAX_NACK_PACKETS),
             score_changed: false,
+            audio_level_id,
+            audio_levels: Default::default(),
         }
     }
 
@@ -171,6 +183,11 @@ impl Producer {
             self.score_changed = true;
         }
         send_nacks(&self.nacks, stream.ssrc(), self.transport_key, egress);
+        if let Some(level) = self.audio_level_id.and_then(|id| packet.extension(id)) {
+            if !self.paused {
+                self.audio_levels.add(level);
+            }
+        }
         if !outcome.accepted {
             return true;
         }

@@ -28,6 +28,7 @@ pub struct Router {
     /// When a key frame was last requested, per (producer, encoding).
     last_key_frame_request: HashMap<(String, usize), Instant>,
     pub key_frame_requests_sent: u64,
+    audio_level_observer: crate::audio_level_observer::AudioLevelObserver,
 }
 
 fn not_found(what: &str, id: &str) -> String {
@@ -287,6 +288,38 @@ impl Router {
                 self.key_frame_requests_sent += 1;
                 self.last_key_frame_request.insert(key, now);
             }
+        }
+    }
+
+    /// Every 800 ms: the loudest audio producer (the demo's `activeSpeaker`).
+    pub fn observe_audio_levels(&mut self, now: Instant, events: &mut Vec<ShardEvent>) {
+        use crate::audio_level_observer::ObserverEvent;
+        if !self.audio_level_observer.due(now) {
+            return;
+        }
+        let averages: Vec<(String, i32)> = self
+            .producers
+            .values_mut()
+            .filter_map(|p| p.audio_levels.take_average().map(|v| (p.id.clone(), v)))
+            .collect();
+        let event = self
+            .audio_level_observer
+            .report(averages.iter().map(|(id, v)| (id.as_str(), *v)));
+        match event {
+            Some(ObserverEvent::Volume {
+                producer_id,
+                volume,
+            }) => events.push(ShardEvent::ActiveSpeaker {
+                router_id: self.id.clone(),
+                producer_id: Some(producer_id),
+                volume: Some(volume),
+            }),
+            Some(ObserverEvent::Silence) => events.push(ShardEvent::ActiveSpeaker {
+                router_id: self.id.clone(),
+                producer_id: None,
+                volume: None,
+            }),
+            None => {}
         }
     }
 

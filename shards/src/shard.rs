@@ -620,6 +620,7 @@ impl Shard {
                     }
                 }
             }
+            router.observe_audio_levels(now, &mut self.events);
             router.flush(now, &mut egress, &mut self.events);
         }
     }
