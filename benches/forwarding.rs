@@ -52,6 +52,9 @@ impl Egress for BenchEgress {
         self.pool.give(buf);
         ok
     }
+    fn next_transport_wide_seq(&mut self, _transport: TransportKey) -> Option<u16> {
+        Some(0)
+    }
     fn send_rtcp(&mut self, _transport: TransportKey, buf: Vec<u8>) -> bool {
         self.pool.give(buf);
         true

@@ -112,6 +112,15 @@ pub fn run(config: Config) -> Result<(), String> {
                 )
                 .detach();
             }
+            // A heartbeat keeps this executor from parking for long: a wake-up from a media
+            // shard's channel can be missed by a parked glommio executor (seen under CPU load),
+            // and the next timer then picks the message up.
+            glommio::spawn_local(async {
+                loop {
+                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            })
+            .detach();
             let addr = listener.local_addr().unwrap_or(app.config.listen);
             let _ = ready_tx.send(Ok(addr));
             server::serve(app, listener, acceptor).await;

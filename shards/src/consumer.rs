@@ -380,11 +380,18 @@ impl Consumer {
         ) {
             Ok(len) => {
                 buf.truncate(len);
+                // Stamped before it is kept: a resend on this SSRC is then byte-identical, so
+                // AES-GCM never sees one nonce (SSRC, ROC, seq) with two different headers.
+                if let Some(id) = self.transport_wide_cc_id {
+                    if let Some(tw_seq) = egress.next_transport_wide_seq(self.transport_key) {
+                        let _ = crate::rtp::packet::set_transport_wide_seq(&mut buf, id, tw_seq);
+                    }
+                }
                 // Kept (plain) for retransmission, and counted.
                 if let Ok(sent) = RtpPacket::parse(&buf) {
                     self.send_stream.packet_sent(&sent, now);
                 }
-                egress.send_rtp(self.transport_key, buf, self.transport_wide_cc_id);
+                egress.send_rtp(self.transport_key, buf, None);
             }
             Err(_) => egress.recycle(buf),
         }
@@ -432,7 +439,9 @@ impl Consumer {
     /// when negotiated). Returns how many went out.
     pub fn receive_nack(&mut self, lost: &[u16], now: Instant, egress: &mut dyn Egress) -> usize {
         let key = self.transport_key;
-        let tcc = self.transport_wide_cc_id;
+        // RTX packets are new packets (own SSRC and sequence): they get a fresh transport-wide
+        // sequence number. Without RTX the stored packet goes out again unchanged.
+        let tcc = self.rtx_ssrc.and(self.transport_wide_cc_id);
         self.send_stream
             .receive_nack(lost.iter().copied(), now, |packet: &mut [u8]| {
                 let mut buf = egress.buffer();

@@ -17,6 +17,9 @@ pub trait Egress {
         buf: Vec<u8>,
         transport_wide_cc_id: Option<u8>,
     ) -> bool;
+    /// The next transport-wide sequence number of a transport (to stamp a packet before it is
+    /// stored for retransmission, so that a resend is byte-identical).
+    fn next_transport_wide_seq(&mut self, transport: TransportKey) -> Option<u16>;
     /// Encrypts and sends a plain RTCP compound through a transport.
     fn send_rtcp(&mut self, transport: TransportKey, buf: Vec<u8>) -> bool;
 }

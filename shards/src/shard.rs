@@ -170,6 +170,12 @@ impl Egress for ShardEgress<'_> {
         self.queue(tuple, buf)
     }
 
+    fn next_transport_wide_seq(&mut self, transport: TransportKey) -> Option<u16> {
+        self.transports
+            .get_mut(&transport)
+            .map(|e| e.transport.next_transport_wide_seq())
+    }
+
     fn send_rtcp(&mut self, transport: TransportKey, mut buf: Vec<u8>) -> bool {
         let now = self.now;
         let tuple = self

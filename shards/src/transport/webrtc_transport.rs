@@ -502,6 +502,13 @@ impl WebRtcTransport {
         }
     }
 
+    /// Takes the next transport-wide sequence number.
+    pub fn next_transport_wide_seq(&mut self) -> u16 {
+        let seq = self.next_transport_wide_seq;
+        self.next_transport_wide_seq = seq.wrapping_add(1);
+        seq
+    }
+
     /// Encrypts a plain RTCP compound in `buf` for sending; see [`protect_rtp`](Self::protect_rtp).
     pub fn protect_rtcp(&mut self, buf: &mut Vec<u8>, now: Instant) -> Option<TransportTuple> {
         let tuple = self.ice.selected_tuple()?;
