@@ -7,6 +7,7 @@ pub mod bwe;
 pub mod command;
 pub mod consumer;
 pub mod egress;
+pub mod gso;
 pub mod producer;
 pub mod router;
 pub mod rtcp;

@@ -1,9 +1,18 @@
 //! The I/O shell of a media shard: a glommio executor pinned to one core that owns the shard's UDP
 //! socket and ICE-TCP listener, and serves commands from the signalling shard over a shared
 //! channel. Nothing here is shared with other shards.
+//!
+//! The UDP path batches both ways. Ingress: after a datagram wakes the receive loop, up to
+//! [`RECV_BATCH`] more that are already queued are drained with one non-blocking `recvmmsg` and
+//! handled before anything is sent, so the packets of a frame meet in one flush. Egress: a flush
+//! groups its UDP transmits by remote address (keeping each address's order) and sends each
+//! run of equal-sized datagrams as one UDP GSO burst (`UDP_SEGMENT`, see [`crate::gso`]); single
+//! datagrams, and bursts the kernel refuses, go through glommio's `send_to` one by one.
+//! `SHARDCAST_GSO=0` turns GSO off (read once at shard start).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,10 +27,11 @@ use glommio::net::{TcpListener, TcpStream, UdpSocket};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::command::{ShardEvent, ShardMessage, ShardRequest};
+use crate::gso::{self, GsoOutcome, GsoSender, RecvBatch};
 use crate::shard::Shard;
 use crate::transport::dtls_certificate::DtlsCertificate;
 use crate::transport::ice_server::Protocol;
-use crate::transport::webrtc_transport::ListenInfo;
+use crate::transport::webrtc_transport::{ListenInfo, Transmit};
 
 /// glommio's locked io memory per executor: small enough that many shards fit the default 8 MiB
 /// `ulimit -l`.
@@ -34,6 +44,21 @@ const CHANNEL_CAPACITY: usize = 1024;
 const MAX_DATAGRAM: usize = 2048;
 /// How often the shard looks for due timers (consent, DTLS retransmissions, RTCP).
 const TIMER_TICK: Duration = Duration::from_millis(20);
+/// Datagrams drained without waiting after the one that woke the receive loop.
+pub const RECV_BATCH: usize = 32;
+/// The environment variable that turns UDP GSO egress off when `0` (or `false`, `off`, `no`).
+pub const GSO_ENV: &str = "SHARDCAST_GSO";
+
+/// Whether [`GSO_ENV`] allows GSO (it does unless set to `0`, `false`, `off` or `no`).
+fn gso_wanted() -> bool {
+    match std::env::var(GSO_ENV) {
+        Ok(value) => !matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "off" | "no"
+        ),
+        Err(_) => true,
+    }
+}
 
 /// How to start one media shard.
 #[derive(Debug, Clone)]
@@ -174,6 +199,17 @@ async fn run_shard(
     let requests = keep_awake(requests.connect()).await;
     let messages = keep_awake(messages.connect()).await;
     log::info!("media shard {index} listening on udp/tcp {addr}");
+    let (gso_enabled, egress) = match (gso_wanted(), gso::gso_supported(udp.as_raw_fd())) {
+        (true, true) => (true, "in UDP GSO bursts (UDP_SEGMENT)"),
+        (false, _) => (false, "one send per datagram (SHARDCAST_GSO=0)"),
+        (true, false) => (
+            false,
+            "one send per datagram (the kernel lacks UDP_SEGMENT)",
+        ),
+    };
+    log::info!(
+        "media shard {index}: udp egress {egress}; ingress drains up to {RECV_BATCH} queued datagrams per wake-up"
+    );
 
     // Responses and events leave through one local queue, so their order is kept and the packet
     // path never waits on the cross-thread channel.
@@ -192,6 +228,8 @@ async fn run_shard(
         udp,
         tcp_writers: RefCell::new(HashMap::new()),
         out: out_tx,
+        gso: RefCell::new(GsoSender::new(gso_enabled)),
+        flushes: RefCell::new(vec![Flush::default()]),
     });
     glommio::spawn_local(udp_loop(io.clone())).detach();
     glommio::spawn_local(tcp_accept_loop(io.clone(), tcp)).detach();
@@ -208,7 +246,13 @@ async fn run_shard(
         });
         io.after_work().await;
     }
-    log::info!("media shard {index} stopping: its command channel closed");
+    let stats = io.gso.borrow().stats;
+    log::info!(
+        "media shard {index} stopping: its command channel closed (udp gso: {} bursts, {} datagrams, {} fallbacks)",
+        stats.bursts,
+        stats.segments,
+        stats.fallbacks
+    );
 }
 
 /// The shard with its sockets: what every task of the shard shares (single-threaded).
@@ -218,6 +262,27 @@ struct ShardIo {
     /// Writers of the open ICE-TCP connections, by remote address.
     tcp_writers: RefCell<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
     out: mpsc::UnboundedSender<ShardMessage>,
+    /// UDP GSO egress (its scratch, policy and counters).
+    gso: RefCell<GsoSender>,
+    /// Scratch of the flushes in progress, reused: one per flush running at once (a flush that
+    /// falls back to glommio's sends may await while another task flushes).
+    flushes: RefCell<Vec<Flush>>,
+}
+
+/// One flush's scratch: kept between flushes, so a warm flush allocates nothing.
+#[derive(Default)]
+struct Flush {
+    /// The UDP transmits being sent.
+    udp: Vec<Transmit>,
+    /// `(remote, index in udp)`, sorted: each remote's datagrams together, in their order.
+    order: Vec<(SocketAddr, u32)>,
+}
+
+/// Handles one received datagram.
+fn handle_datagram(shard: &mut Shard, from: SocketAddr, data: &mut [u8]) {
+    shard.counters.udp_datagrams_received += 1;
+    shard.counters.udp_bytes_received += data.len() as u64;
+    shard.handle_packet(Protocol::Udp, from, data, Instant::now());
 }
 
 impl ShardIo {
@@ -227,41 +292,121 @@ impl ShardIo {
         for event in events {
             let _ = self.out.unbounded_send(ShardMessage::Event(event));
         }
+        let mut flush = self.flushes.borrow_mut().pop().unwrap_or_default();
         loop {
-            let Some(transmit) = self.shard.borrow_mut().poll_transmit() else {
-                return;
-            };
-            match transmit.tuple.protocol {
-                Protocol::Udp => {
-                    if let Err(e) = self
-                        .udp
-                        .send_to(&transmit.data, transmit.tuple.remote)
-                        .await
-                    {
-                        log::debug!("udp send to {} failed: {e}", transmit.tuple.remote);
-                    }
-                }
-                Protocol::Tcp => {
-                    if let Some(writer) = self.tcp_writers.borrow().get(&transmit.tuple.remote) {
-                        let _ = writer.unbounded_send(transmit.data);
+            {
+                let mut shard = self.shard.borrow_mut();
+                while let Some(transmit) = shard.poll_transmit() {
+                    match transmit.tuple.protocol {
+                        Protocol::Udp => flush.udp.push(transmit),
+                        Protocol::Tcp => {
+                            match self.tcp_writers.borrow().get(&transmit.tuple.remote) {
+                                Some(writer) => {
+                                    let _ = writer.unbounded_send(transmit.data);
+                                }
+                                None => shard.recycle(transmit.data),
+                            }
+                        }
                     }
                 }
             }
+            if flush.udp.is_empty() {
+                break;
+            }
+            self.send_udp(&mut flush).await;
+            let mut shard = self.shard.borrow_mut();
+            for transmit in flush.udp.drain(..) {
+                shard.recycle(transmit.data);
+            }
+        }
+        self.flushes.borrow_mut().push(flush);
+    }
+
+    /// Sends a flush's UDP transmits: with GSO on, each remote's runs of equal-sized datagrams
+    /// in one burst; everything else one by one through glommio.
+    async fn send_udp(&self, flush: &mut Flush) {
+        if flush.udp.len() < 2 || !self.gso.borrow().enabled() {
+            for transmit in &flush.udp {
+                self.send_one(transmit).await;
+            }
+            return;
+        }
+        // Transmits arrive consumer after consumer for each incoming packet; grouping them by
+        // remote turns a frame's packets for one consumer into one burst. Order is kept per
+        // remote (the sort key ends with the queue index); different remotes may swap.
+        flush.order.clear();
+        flush.order.extend(
+            flush
+                .udp
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.tuple.remote, i as u32)),
+        );
+        flush.order.sort_unstable();
+        let Flush { udp, order } = flush;
+        let fd = self.udp.as_raw_fd();
+        let mut start = 0;
+        while start < order.len() {
+            let remote = order[start].0;
+            let n = gso::burst_len(
+                order[start..]
+                    .iter()
+                    .take_while(|(r, _)| *r == remote)
+                    .map(|&(_, i)| udp[i as usize].data.len()),
+            )
+            .max(1);
+            let group = &order[start..start + n];
+            start += n;
+            if n > 1 {
+                let segments = group.iter().map(|&(_, i)| udp[i as usize].data.as_slice());
+                if self.gso.borrow_mut().send(fd, &remote, segments) == GsoOutcome::Sent {
+                    continue;
+                }
+            }
+            for &(_, i) in group {
+                self.send_one(&udp[i as usize]).await;
+            }
+        }
+    }
+
+    /// One datagram through glommio (its synchronous attempt first, io_uring if that would
+    /// block).
+    async fn send_one(&self, transmit: &Transmit) {
+        if let Err(e) = self
+            .udp
+            .send_to(&transmit.data, transmit.tuple.remote)
+            .await
+        {
+            log::debug!("udp send to {} failed: {e}", transmit.tuple.remote);
         }
     }
 }
 
-/// Receives every datagram of the shard's UDP socket into one reused buffer.
+/// Receives every datagram of the shard's UDP socket: waits for one with glommio, drains what
+/// else is already queued with one non-blocking `recvmmsg`, handles them all, then flushes. The
+/// buffers are reused.
 async fn udp_loop(io: Rc<ShardIo>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::new(RECV_BATCH, MAX_DATAGRAM);
+    let fd = io.udp.as_raw_fd();
     loop {
         match io.udp.recv_from(&mut buf).await {
             Ok((len, from)) => {
                 {
                     let mut shard = io.shard.borrow_mut();
-                    shard.counters.udp_datagrams_received += 1;
-                    shard.counters.udp_bytes_received += len as u64;
-                    shard.handle_packet(Protocol::Udp, from, &mut buf[..len], Instant::now());
+                    handle_datagram(&mut shard, from, &mut buf[..len]);
+                    // What else is queued already (arrived meanwhile), without waiting: handled
+                    // before the flush, so a frame's packets leave per consumer in bursts.
+                    match batch.recv(fd) {
+                        Ok(n) => {
+                            for i in 0..n {
+                                if let Some((data, from)) = batch.get_mut(i) {
+                                    handle_datagram(&mut shard, from, data);
+                                }
+                            }
+                        }
+                        Err(e) => log::debug!("udp batch receive error: {e}"),
+                    }
                 }
                 io.after_work().await;
             }
