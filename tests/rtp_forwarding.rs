@@ -393,7 +393,15 @@ const RID: u8 = 10;
 /// A VP8 packet of simulcast layer `layer` (RID r0..r2, no SSRC announced, as Chrome sends it);
 /// the payload's last byte names the layer.
 fn simulcast_vp8(layer: u8, seq: u16, key_frame: bool, tid: u8) -> Vec<u8> {
-    let mut payload = vec![0x90, 0x80 | 0x20, 0x80, seq as u8, tid << 6];
+    // X; I, L and T (PictureID, TL0PICIDX, TID as Chrome sends with temporal layers).
+    let mut payload = vec![
+        0x90,
+        0x80 | 0x40 | 0x20,
+        0x80,
+        seq as u8,
+        seq as u8,
+        tid << 6,
+    ];
     payload.push(if key_frame { 0x00 } else { 0x01 });
     payload.extend([0xEE; 100]);
     payload.push(layer);
@@ -490,6 +498,19 @@ fn simulcast_consumer_forwards_one_layer_and_switches_at_a_key_frame() {
                 pair[1],
                 pair[0].wrapping_add(1),
                 "continuous sequence numbers: {all:?}"
+            );
+        }
+        // VP8 PictureIDs continue across the switch too (one picture per packet here).
+        let pids: Vec<u16> = got
+            .iter()
+            .chain(&got2)
+            .map(|p| u16::from_be_bytes([p.payload[2] & 0x7f, p.payload[3]]))
+            .collect();
+        for pair in pids.windows(2) {
+            assert_eq!(
+                pair[1],
+                (pair[0] + 1) & 0x7fff,
+                "continuous PictureIDs: {pids:?}"
             );
         }
         let ts: Vec<u32> = got.iter().chain(&got2).map(|p| p.timestamp).collect();

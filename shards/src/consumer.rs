@@ -15,6 +15,7 @@ use crate::rtp::packet::{abs_send_time_bytes, rewrite_into, ExtensionMap, RtpPac
 use crate::rtp::rtp_stream::KeyFrameRequestKind;
 use crate::rtp::rtp_stream_send::{RtpStreamSend, RtpStreamSendParams};
 use crate::rtp::seq_manager::RtpSeqManager;
+use crate::rtp::vp8::{Vp8PayloadDescriptor, Vp8Rewriter};
 use crate::rtp_parameters::{
     parse_scalability_mode, MediaKind, ProducerType, RtpEncodingParameters, RtpParameters,
 };
@@ -81,6 +82,9 @@ pub struct Consumer {
     target_encoding: usize,
     current_temporal: Option<u8>,
     last_timestamp: Option<(u32, Instant)>,
+    /// VP8 simulcast: temporal layer dropping and PictureID/TL0PICIDX kept continuous across
+    /// drops and stream switches (mediasoup's VP8 encoding context).
+    vp8: Option<Vp8Rewriter>,
     /// Counters, retransmission buffer, receiver-report processing, score.
     pub send_stream: RtpStreamSend,
     /// The score changed since last drained (the signalling side is told).
@@ -210,6 +214,9 @@ impl Consumer {
             target_encoding: (spatial_layers - 1) as usize,
             current_temporal: None,
             last_timestamp: None,
+            vp8: (cmd.consumer_type == ProducerType::Simulcast
+                && media.is_some_and(|c| c.mime_type.eq_ignore_ascii_case("video/vp8")))
+            .then(|| Vp8Rewriter::new(mode.temporal_layers.saturating_sub(1))),
             send_stream,
             score_changed: false,
             rtp_parameters: cmd.rtp_parameters,
@@ -280,6 +287,9 @@ impl Consumer {
                     temporal: self.current_temporal,
                 });
             }
+            if let Some(vp8) = &mut self.vp8 {
+                vp8.set_target_temporal_layer(self.preferred_temporal_layer);
+            }
             let target = self.preferred_spatial_layer as usize;
             if target != self.target_encoding {
                 self.target_encoding = target;
@@ -315,6 +325,9 @@ impl Consumer {
             self.current_encoding = Some(info.encoding);
             self.current_temporal = None;
             self.sync_required = true;
+            if let Some(vp8) = &mut self.vp8 {
+                vp8.sync_required();
+            }
         }
         if self.sync_required {
             // Video restarts on a key frame so the decoder never sees a broken reference.
@@ -324,16 +337,20 @@ impl Consumer {
             }
             self.sync(packet, now);
         }
-        // Temporal layers above the preferred one are dropped (and leave no gap).
-        if simulcast && info.temporal_layer > self.preferred_temporal_layer {
+        // Temporal layers above the preferred one are dropped (and leave no gap); for VP8 the
+        // rewriter decides below, after the packet is written.
+        let vp8_descriptor = self
+            .vp8
+            .as_ref()
+            .and_then(|_| Vp8PayloadDescriptor::parse(packet.payload()));
+        if simulcast
+            && vp8_descriptor.is_none()
+            && info.temporal_layer > self.preferred_temporal_layer
+        {
             self.seq.drop(packet.sequence_number());
             return;
         }
-        let Some(seq) = self.seq.input(packet.sequence_number()) else {
-            return;
-        };
         let timestamp = packet.timestamp().wrapping_add(self.timestamp_offset);
-        self.last_timestamp = Some((timestamp, now));
         if simulcast
             && self
                 .current_temporal
@@ -373,13 +390,30 @@ impl Consumer {
             &mut buf,
             self.ssrc,
             info.mapped_payload_type,
-            seq,
+            0,
             timestamp,
             &self.ext_map,
             &extra[..n],
         ) {
             Ok(len) => {
                 buf.truncate(len);
+                // VP8: drop by temporal layer, or rewrite PictureID/TL0PICIDX in place.
+                if let (Some(vp8), Some(descriptor)) = (&mut self.vp8, &vp8_descriptor) {
+                    let forwarded = RtpPacket::parse(&buf)
+                        .map(|p| p.payload_range())
+                        .is_ok_and(|range| vp8.rewrite(descriptor, &mut buf[range]));
+                    if !forwarded {
+                        self.seq.drop(packet.sequence_number());
+                        egress.recycle(buf);
+                        return;
+                    }
+                }
+                let Some(seq) = self.seq.input(packet.sequence_number()) else {
+                    egress.recycle(buf);
+                    return;
+                };
+                let _ = crate::rtp::packet::set_sequence_number(&mut buf, seq);
+                self.last_timestamp = Some((timestamp, now));
                 // Stamped before it is kept: a resend on this SSRC is then byte-identical, so
                 // AES-GCM never sees one nonce (SSRC, ROC, seq) with two different headers.
                 if let Some(id) = self.transport_wide_cc_id {
