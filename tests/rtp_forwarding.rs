@@ -442,7 +442,7 @@ fn simulcast_consumer_forwards_one_layer_and_switches_at_a_key_frame() {
         // Every layer: a key frame then deltas; only r2 (the highest) reaches B.
         let mut seq = 100u16;
         for round in 0..10 {
-            for layer in 0..3u8 {
+            for layer in (0..3u8).rev() {
                 a_send
                     .send_rtp(&simulcast_vp8(layer, seq, round == 0, 0))
                     .await
@@ -853,5 +853,59 @@ fn active_speaker_follows_audio_levels() {
             })
             .await
             .expect("activeSpeaker silence");
+    });
+}
+
+/// Browsers often hold the top simulcast layer back: the consumer then forwards the highest
+/// layer that is arriving, and moves up once the top one shows up with a key frame.
+#[test]
+fn simulcast_consumer_uses_the_highest_layer_that_arrives() {
+    let server = Server::start(&["--shards", "1", "--no-tls"]);
+    run(|| async {
+        let a = join_peer(&server, "held", "alice", "Alice").await;
+        let b = join_peer(&server, "held", "bob", "Bob").await;
+        b.client.set_auto_respond(&["newConsumer"]);
+        let a_send = connect(&a, &a.send_transport).await;
+        let b_recv = connect(&b, &b.recv_transport).await;
+        let producer = a.produce("produce-video-simulcast").await.unwrap();
+        let consumer = new_consumer(&b, &producer).await;
+        let ssrc = consumer["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap() as u32;
+        b.client
+            .wait_logged(WAIT, |e| {
+                e.is_notification("consumerScore") && e.data()["consumerId"] == consumer["id"]
+            })
+            .await
+            .expect("resumed");
+        let mut seq = 10u16;
+        // Only r0 and r1 arrive.
+        for round in 0..5 {
+            for layer in (0..2u8).rev() {
+                a_send
+                    .send_rtp(&simulcast_vp8(layer, seq, round == 0, 0))
+                    .await
+                    .unwrap();
+            }
+            seq += 1;
+        }
+        let got = receive(&b_recv, ssrc, 3).await;
+        assert!(
+            got.iter().all(|p| *p.payload.last().unwrap() == 1),
+            "layer 1, the highest arriving"
+        );
+        // r2 appears: a key frame of it is asked for and the consumer moves up on it.
+        for round in 0..4 {
+            for layer in (0..3u8).rev() {
+                a_send
+                    .send_rtp(&simulcast_vp8(layer, seq, layer == 2 && round == 1, 0))
+                    .await
+                    .unwrap();
+            }
+            seq += 1;
+        }
+        let got = receive(&b_recv, ssrc, 5).await;
+        let layers: Vec<u8> = got.iter().map(|p| *p.payload.last().unwrap()).collect();
+        assert_eq!(layers.last(), Some(&2), "moved up to layer 2: {layers:?}");
     });
 }

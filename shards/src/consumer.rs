@@ -33,6 +33,9 @@ pub struct PacketInfo {
     pub key_frame: bool,
     /// Temporal layer (VP8 TID), 0 when the codec has none.
     pub temporal_layer: u8,
+    /// Bit i set: the producer's encoding i is receiving (a simulcast consumer targets the
+    /// highest active one up to its preference).
+    pub active_encodings: u32,
 }
 
 /// Events a consumer reports to the signalling side.
@@ -313,6 +316,21 @@ impl Consumer {
         let encoding = if simulcast { info.encoding } else { 0 };
         if encoding != info.encoding {
             return;
+        }
+        if simulcast {
+            // The wanted stream: the preferred one, or the highest lower one that is receiving
+            // (browsers often hold the top layer back).
+            let preferred = self.preferred_spatial_layer as usize;
+            let target = (0..=preferred)
+                .rev()
+                .find(|e| *e < 32 && info.active_encodings & (1 << e) != 0)
+                .unwrap_or(preferred);
+            if target != self.target_encoding {
+                self.target_encoding = target;
+                if self.current_encoding != Some(target) {
+                    self.request_key_frame();
+                }
+            }
         }
         // Switch streams (or start) only on a key frame of the wanted one.
         if simulcast && self.current_encoding != Some(info.encoding) {

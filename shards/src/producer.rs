@@ -207,11 +207,22 @@ impl Producer {
         if self.paused {
             return;
         }
+        let active_encodings = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                *i < 32
+                    && s.as_ref()
+                        .is_some_and(|s| s.inner.packet_count() > 0 && s.score() > 0)
+            })
+            .fold(0u32, |mask, (i, _)| mask | (1 << i));
         let info = PacketInfo {
             encoding,
             mapped_payload_type,
             key_frame: info.is_key_frame,
             temporal_layer: info.temporal_layer,
+            active_encodings,
         };
         for consumer in &mut self.consumers {
             consumer.forward(packet, &info, now, egress);
@@ -241,6 +252,10 @@ impl Producer {
         let Some(stream) = self.streams.get_mut(encoding).and_then(|s| s.as_mut()) else {
             return false;
         };
+        // Padding-only RTX (the browser's bandwidth probes) carries no packet to repair.
+        if packet.payload().len() <= 2 {
+            return true;
+        }
         let mut buf = egress.buffer();
         buf.resize(crate::buffer_pool::BUFFER_CAPACITY, 0);
         let decoded_len = match crate::rtp::rtx::decode(packet, &mut buf, stream.ssrc(), media_pt) {

@@ -625,6 +625,8 @@ impl WebRtcTransport {
                             self.dtls_role = Some(DtlsRoleSide::Server);
                         }
                         self.maybe_start_dtls(certificate, now, out);
+                        // A client-role DTLS queues its ClientHello now: send it.
+                        self.drive_dtls(None, now, out);
                     }
                 }
                 IceEvent::TupleAdded(t) => out.events.push(TransportEvent::TupleAdded(t)),
