@@ -15,3 +15,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets
+echo "== browser tests (headless Chromium against the real server)"
+tools/browser-test.sh
