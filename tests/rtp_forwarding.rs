@@ -413,6 +413,33 @@ fn simulcast_vp8(layer: u8, seq: u16, key_frame: bool, tid: u8) -> Vec<u8> {
         .build()
 }
 
+/// A publishes the trace's three-RID simulcast webcam, B consumes it; returns both peers (a
+/// dropped peer leaves), both connected transports and B's (resumed) consumer.
+async fn simulcast_call(
+    server: &Server,
+    room: &str,
+) -> (
+    (JoinedPeer, JoinedPeer),
+    PeerTransport,
+    PeerTransport,
+    Value,
+) {
+    let a = join_peer(server, room, "alice", "Alice").await;
+    let b = join_peer(server, room, "bob", "Bob").await;
+    b.client.set_auto_respond(&["newConsumer"]);
+    let a_send = connect(&a, &a.send_transport).await;
+    let b_recv = connect(&b, &b.recv_transport).await;
+    let producer = a.produce("produce-video-simulcast").await.unwrap();
+    let consumer = new_consumer(&b, &producer).await;
+    b.client
+        .wait_logged(WAIT, |e| {
+            e.is_notification("consumerScore") && e.data()["consumerId"] == consumer["id"]
+        })
+        .await
+        .expect("resumed");
+    ((a, b), a_send, b_recv, consumer)
+}
+
 /// A publishes three RID layers without SSRCs; B's simulcast consumer forwards only the preferred
 /// one as one continuous stream, switches at a key frame of the new layer on
 /// setConsumerPreferredLayers, drops temporal layers above the preferred one, and reports
@@ -421,23 +448,11 @@ fn simulcast_vp8(layer: u8, seq: u16, key_frame: bool, tid: u8) -> Vec<u8> {
 fn simulcast_consumer_forwards_one_layer_and_switches_at_a_key_frame() {
     let server = Server::start(&["--shards", "1", "--no-tls"]);
     run(|| async {
-        let a = join_peer(&server, "simulcast", "alice", "Alice").await;
-        let b = join_peer(&server, "simulcast", "bob", "Bob").await;
-        b.client.set_auto_respond(&["newConsumer"]);
-        let a_send = connect(&a, &a.send_transport).await;
-        let b_recv = connect(&b, &b.recv_transport).await;
-        let producer = a.produce("produce-video-simulcast").await.unwrap();
-        let consumer = new_consumer(&b, &producer).await;
+        let ((_a, b), a_send, b_recv, consumer) = simulcast_call(&server, "simulcast").await;
         assert_eq!(consumer["type"], "simulcast");
         let ssrc = consumer["rtpParameters"]["encodings"][0]["ssrc"]
             .as_u64()
             .unwrap() as u32;
-        b.client
-            .wait_logged(WAIT, |e| {
-                e.is_notification("consumerScore") && e.data()["consumerId"] == consumer["id"]
-            })
-            .await
-            .expect("resumed");
 
         // Every layer: a key frame then deltas; only r2 (the highest) reaches B.
         let mut seq = 100u16;
@@ -862,22 +877,10 @@ fn active_speaker_follows_audio_levels() {
 fn simulcast_consumer_uses_the_highest_layer_that_arrives() {
     let server = Server::start(&["--shards", "1", "--no-tls"]);
     run(|| async {
-        let a = join_peer(&server, "held", "alice", "Alice").await;
-        let b = join_peer(&server, "held", "bob", "Bob").await;
-        b.client.set_auto_respond(&["newConsumer"]);
-        let a_send = connect(&a, &a.send_transport).await;
-        let b_recv = connect(&b, &b.recv_transport).await;
-        let producer = a.produce("produce-video-simulcast").await.unwrap();
-        let consumer = new_consumer(&b, &producer).await;
+        let (_peers, a_send, b_recv, consumer) = simulcast_call(&server, "held").await;
         let ssrc = consumer["rtpParameters"]["encodings"][0]["ssrc"]
             .as_u64()
             .unwrap() as u32;
-        b.client
-            .wait_logged(WAIT, |e| {
-                e.is_notification("consumerScore") && e.data()["consumerId"] == consumer["id"]
-            })
-            .await
-            .expect("resumed");
         let mut seq = 10u16;
         // Only r0 and r1 arrive.
         for round in 0..5 {
