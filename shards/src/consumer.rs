@@ -11,7 +11,7 @@ use crate::command::ConsumeCommand;
 use crate::egress::{Egress, TransportKey};
 use crate::rtcp::{build as rtcp_build, ReportBlock, SenderReport};
 use crate::rtp::ntp::NtpTime;
-use crate::rtp::packet::{abs_send_time_bytes, rewrite_into, ExtensionMap, RtpPacket};
+use crate::rtp::packet::{rewrite_into, ExtensionMap, RtpPacket};
 use crate::rtp::rtp_stream::KeyFrameRequestKind;
 use crate::rtp::rtp_stream_send::{RtpStreamSend, RtpStreamSendParams};
 use crate::rtp::seq_manager::RtpSeqManager;
@@ -36,6 +36,8 @@ pub struct PacketInfo {
     /// Bit i set: the producer's encoding i is receiving (a simulcast consumer targets the
     /// highest active one up to its preference).
     pub active_encodings: u32,
+    /// abs-send-time value to stamp (24-bit, 6.18 fixed point seconds).
+    pub abs_send_time: [u8; 3],
 }
 
 /// Events a consumer reports to the signalling side.
@@ -381,11 +383,7 @@ impl Consumer {
             });
         }
 
-        let abs_send_time = abs_send_time_bytes(crate::rtp::packet::abs_send_time(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default(),
-        ));
+        let abs_send_time = info.abs_send_time;
         let tcc_placeholder = [0u8; 2];
         let mut extra: [(u8, &[u8]); 3] = [(0, &[]); 3];
         let mut n = 0;

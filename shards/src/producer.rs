@@ -10,7 +10,7 @@ use crate::command::ProduceCommand;
 use crate::consumer::{Consumer, PacketInfo};
 use crate::egress::{Egress, TransportKey};
 use crate::rtcp::build as rtcp_build;
-use crate::rtp::packet::RtpPacket;
+use crate::rtp::packet::{abs_send_time, abs_send_time_bytes, RtpPacket};
 use crate::rtp::rtp_stream_recv::RtpStreamRecvParams;
 use crate::rtp_parameters::parse_scalability_mode;
 use crate::rtp_parameters::{MediaKind, ProducerType, RtpMapping, RtpParameters};
@@ -33,6 +33,8 @@ pub struct Producer {
     clock_rate: u32,
     /// One per encoding, created when its first packet arrives.
     pub streams: Vec<Option<RecvStream>>,
+    /// When a key frame was last asked for, per encoding (requests are rate-limited).
+    pub last_key_frame_request: Vec<Option<Instant>>,
     pub consumers: Vec<Consumer>,
     /// Scratch list for NACKs (reused: nothing allocated per packet).
     nacks: Vec<u16>,
@@ -101,6 +103,7 @@ impl Producer {
             codec,
             clock_rate,
             streams: (0..encodings).map(|_| None).collect(),
+            last_key_frame_request: vec![None; encodings],
             consumers: Vec::new(),
             nacks: Vec::with_capacity(crate::rtp::nack_generator::MAX_NACK_PACKETS),
             score_changed: false,
@@ -223,6 +226,12 @@ impl Producer {
             key_frame: info.is_key_frame,
             temporal_layer: info.temporal_layer,
             active_encodings,
+            // Once per packet, not per consumer.
+            abs_send_time: abs_send_time_bytes(abs_send_time(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            )),
         };
         for consumer in &mut self.consumers {
             consumer.forward(packet, &info, now, egress);

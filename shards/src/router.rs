@@ -25,8 +25,6 @@ pub struct Router {
     pub producers: HashMap<String, Producer>,
     /// consumer id → its producer's id.
     consumer_index: HashMap<String, String>,
-    /// When a key frame was last requested, per (producer, encoding).
-    last_key_frame_request: HashMap<(String, usize), Instant>,
     pub key_frame_requests_sent: u64,
     audio_level_observer: crate::audio_level_observer::AudioLevelObserver,
 }
@@ -100,8 +98,6 @@ impl Router {
         for consumer in &producer.consumers {
             self.consumer_index.remove(&consumer.id);
         }
-        self.last_key_frame_request
-            .retain(|(p, _), _| p != producer_id);
         Ok(())
     }
 
@@ -246,17 +242,17 @@ impl Router {
                 }
             }
         }
-        let wanted: Vec<usize> = producer
-            .consumers
-            .iter()
-            .filter_map(|c| c.key_frame_requested)
-            .collect();
-        for encoding in wanted {
-            let key = (producer_id.to_string(), encoding);
-            if self
-                .last_key_frame_request
-                .get(&key)
-                .is_some_and(|t| now.saturating_duration_since(*t) < KEY_FRAME_REQUEST_INTERVAL)
+        // Per encoding, no list built: this runs for every packet while a request is pending.
+        for encoding in 0..producer.streams.len() {
+            if !producer
+                .consumers
+                .iter()
+                .any(|c| c.key_frame_requested == Some(encoding))
+            {
+                continue;
+            }
+            if producer.last_key_frame_request[encoding]
+                .is_some_and(|t| now.saturating_duration_since(t) < KEY_FRAME_REQUEST_INTERVAL)
             {
                 continue;
             }
@@ -286,7 +282,7 @@ impl Router {
             }
             if egress.send_rtcp(producer.transport_key, buf) {
                 self.key_frame_requests_sent += 1;
-                self.last_key_frame_request.insert(key, now);
+                producer.last_key_frame_request[encoding] = Some(now);
             }
         }
     }
