@@ -36,6 +36,8 @@ use crate::transport::webrtc_transport::{ListenInfo, Transmit};
 /// glommio's locked io memory per executor: small enough that many shards fit the default 8 MiB
 /// `ulimit -l`.
 pub const IO_MEMORY: usize = 512 << 10;
+/// Receive buffer asked for on each shard's UDP socket (capped by `net.core.rmem_max`).
+pub const UDP_RECV_BUFFER: usize = 8 << 20;
 /// Ring depth per executor (≤ 1024 keeps the rings inside the memlock budget too).
 pub const RING_DEPTH: usize = 256;
 /// Capacity of each shard's command and message channels.
@@ -191,6 +193,14 @@ async fn run_shard(
             return;
         }
     };
+    // A key frame from a high-rate publisher arrives as a burst of hundreds of datagrams while
+    // the shard is busy fanning out the previous one; the default 208 KiB queue drops part of
+    // it (measured: 9% upstream loss, all NACKed and repaired, for a 20 Mbit/s publisher and 50
+    // consumers). The kernel caps this at net.core.rmem_max.
+    match gso::set_recv_buffer(udp.as_raw_fd(), UDP_RECV_BUFFER) {
+        Ok(actual) => log::info!("media shard {index}: udp receive buffer {actual} bytes"),
+        Err(e) => log::warn!("media shard {index}: cannot set the udp receive buffer: {e}"),
+    }
     let port = udp.local_addr().map(|a| a.port()).unwrap_or(addr.port());
     let mut listen = config.listen.clone();
     listen.local.set_port(port);

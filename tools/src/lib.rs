@@ -4,6 +4,7 @@
 //! `Rc`-based and background work is spawned with `glommio::spawn_local`.
 
 pub mod http;
+pub mod load;
 pub mod peer;
 pub mod protoo;
 pub mod tls;

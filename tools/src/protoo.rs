@@ -742,6 +742,13 @@ impl ProtooClient {
             .collect()
     }
 
+    /// Drops events already taken from the log, so a long-lived client (the load tool) that takes
+    /// every event does not keep them all; [`Self::events`] then no longer lists them.
+    pub fn forget_taken(&self) {
+        let shared = self.shared();
+        shared.log.borrow_mut().retain(|e| !e.taken);
+    }
+
     /// Number of requests awaiting a response.
     pub fn pending_requests(&self) -> usize {
         self.shared().pending.borrow().len()

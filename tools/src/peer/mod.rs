@@ -78,6 +78,18 @@ pub struct PeerTransportOptions {
     pub ice_retransmit: Duration,
     /// First DTLS retransmission timeout (doubles after each).
     pub dtls_retransmit: Duration,
+    /// Takes received SRTP/SRTCP before it is unprotected and queued (the load tool).
+    pub media_handler: Option<Rc<dyn MediaHandler>>,
+    /// UDP `SO_RCVBUF` to ask for (capped by `net.core.rmem_max`); `None` keeps the default.
+    pub recv_buffer: Option<usize>,
+}
+
+/// Sees every received SRTP/SRTCP packet first, still protected, with the session to unprotect
+/// it: the load tool counts from the clear RTP header and decrypts only a sample, which the
+/// queue-everything path of [`PeerTransport::recv`] cannot afford at load rates.
+pub trait MediaHandler {
+    /// `true` when the packet was handled; `false` unprotects and queues it as usual.
+    fn on_media(&self, packet: &[u8], kind: PacketKind, srtp: &mut SrtpSession) -> bool;
 }
 
 impl Default for PeerTransportOptions {
@@ -93,6 +105,8 @@ impl Default for PeerTransportOptions {
             connect_timeout: Duration::from_secs(10),
             ice_retransmit: Duration::from_millis(50),
             dtls_retransmit: Duration::from_millis(100),
+            media_handler: None,
+            recv_buffer: None,
         }
     }
 }
@@ -108,6 +122,7 @@ impl std::fmt::Debug for PeerTransportOptions {
             .field("use_candidate", &self.use_candidate)
             .field("drop_dtls", &self.drop_dtls.is_some())
             .field("connect_timeout", &self.connect_timeout)
+            .field("media_handler", &self.media_handler.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +268,9 @@ impl PeerTransport {
             .ok_or(PeerError::NoCandidate(opts.protocol.as_str()))?
             .address;
         let socket = PeerSocket::open(opts.protocol, candidate, opts.local_addr).await?;
+        if let Some(bytes) = opts.recv_buffer {
+            socket.set_recv_buffer(bytes)?;
+        }
         let certificate = LocalCertificate::generate().map_err(PeerError::Setup)?;
         let reader = socket.take_reader()?;
         let shared = Rc::new(Shared {
@@ -667,10 +685,11 @@ impl std::fmt::Debug for PeerTransport {
 }
 
 async fn read_loop(shared: Rc<Shared>, mut reader: PacketReader) {
+    let mut buf = vec![0u8; socket::MAX_PACKET];
     let reason = loop {
-        match reader.next().await {
-            Ok(Some(packet)) => {
-                if let Err(e) = shared.dispatch(packet).await {
+        match reader.next(&mut buf).await {
+            Ok(Some(len)) => {
+                if let Err(e) = shared.dispatch(&buf[..len]).await {
                     log::debug!("peer: {e}");
                 }
             }
@@ -698,24 +717,24 @@ impl Shared {
         f(srtp).map_err(PeerError::Srtp)
     }
 
-    async fn dispatch(&self, packet: Vec<u8>) -> Result<(), PeerError> {
+    async fn dispatch(&self, packet: &[u8]) -> Result<(), PeerError> {
         self.stats.borrow_mut().bytes_received += packet.len() as u64;
-        match classify(&packet) {
+        match classify(packet) {
             PacketKind::Stun => self.on_stun(packet),
             PacketKind::Dtls => self.on_dtls(packet).await?,
             kind @ (PacketKind::Rtp | PacketKind::Rtcp) => self.on_media(packet, kind),
-            PacketKind::Unknown => self.deliver(Received::Other(packet)),
+            PacketKind::Unknown => self.deliver(Received::Other(packet.to_vec())),
         }
         Ok(())
     }
 
-    fn on_stun(&self, packet: Vec<u8>) {
+    fn on_stun(&self, packet: &[u8]) {
         self.stats.borrow_mut().stun_received += 1;
         let tid: Option<TxId> = packet.get(8..20).and_then(|t| t.try_into().ok());
         let password =
             tid.and_then(|tid| self.pending.borrow().get(&tid).map(|p| p.password.clone()));
         if let Some(password) = password {
-            if let Some((tid, outcome)) = parse_binding_response(&packet, password.as_deref()) {
+            if let Some((tid, outcome)) = parse_binding_response(packet, password.as_deref()) {
                 if let Some(p) = self.pending.borrow_mut().get_mut(&tid) {
                     p.outcome = Some(outcome);
                 }
@@ -723,10 +742,10 @@ impl Shared {
                 return;
             }
         }
-        self.deliver(Received::Stun(packet));
+        self.deliver(Received::Stun(packet.to_vec()));
     }
 
-    async fn on_dtls(&self, packet: Vec<u8>) -> Result<(), PeerError> {
+    async fn on_dtls(&self, packet: &[u8]) -> Result<(), PeerError> {
         self.stats.borrow_mut().dtls_received += 1;
         let (out, inc) = self.dtls_counts.get();
         self.dtls_counts.set((out, inc + 1));
@@ -734,7 +753,7 @@ impl Shared {
             let datagram = DtlsDatagram {
                 direction: DtlsDirection::Incoming,
                 index: inc,
-                bytes: &packet,
+                bytes: packet,
             };
             if hook(&datagram) {
                 self.stats.borrow_mut().dtls_dropped += 1;
@@ -743,13 +762,13 @@ impl Shared {
         }
         let handled = match self.dtls.borrow_mut().as_mut() {
             Some(dtls) => {
-                dtls.handle_packet(&packet, Instant::now());
+                dtls.handle_packet(packet, Instant::now());
                 true
             }
             None => false,
         };
         if !handled {
-            self.deliver(Received::Other(packet));
+            self.deliver(Received::Other(packet.to_vec()));
             return Ok(());
         }
         self.after_dtls();
@@ -823,16 +842,26 @@ impl Shared {
         Ok(())
     }
 
-    fn on_media(&self, packet: Vec<u8>, kind: PacketKind) {
+    fn on_media(&self, packet: &[u8], kind: PacketKind) {
         let result = {
             let mut srtp = self.srtp.borrow_mut();
-            srtp.as_mut().map(|srtp| match kind {
-                PacketKind::Rtcp => srtp.unprotect_rtcp(&packet),
-                _ => srtp.unprotect_rtp(&packet),
-            })
+            let Some(srtp) = srtp.as_mut() else {
+                drop(srtp);
+                self.deliver(Received::Other(packet.to_vec()));
+                return;
+            };
+            if let Some(handler) = &self.opts.media_handler {
+                if handler.on_media(packet, kind, srtp) {
+                    return;
+                }
+            }
+            match kind {
+                PacketKind::Rtcp => srtp.unprotect_rtcp(packet),
+                _ => srtp.unprotect_rtp(packet),
+            }
         };
         let received = match result {
-            Some(Ok(plain)) => {
+            Ok(plain) => {
                 let mut stats = self.stats.borrow_mut();
                 if kind == PacketKind::Rtcp {
                     stats.rtcp_received += 1;
@@ -842,12 +871,11 @@ impl Shared {
                     Received::Rtp(plain)
                 }
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 log::debug!("peer: cannot unprotect {kind:?}: {e}");
                 self.stats.borrow_mut().srtp_errors += 1;
-                Received::Other(packet)
+                Received::Other(packet.to_vec())
             }
-            None => Received::Other(packet),
         };
         self.deliver(received);
     }

@@ -13,7 +13,7 @@ use glommio::net::{TcpStream, UdpSocket};
 use super::params::Protocol;
 
 /// Largest packet the peer reads; anything bigger than a jumbo datagram is not media.
-const MAX_PACKET: usize = 65535;
+pub(crate) const MAX_PACKET: usize = 65535;
 
 /// `packet` with its RFC 4571 length prefix; `None` if it is longer than 65535 bytes.
 pub fn frame_rfc4571(packet: &[u8]) -> Option<Vec<u8>> {
@@ -125,6 +125,31 @@ impl PeerSocket {
         }
     }
 
+    /// Asks for a UDP receive buffer of `bytes` (the kernel caps it at `net.core.rmem_max`);
+    /// nothing for TCP.
+    pub(crate) fn set_recv_buffer(&self, bytes: usize) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Self::Udp { socket, .. } = self else {
+            return Ok(());
+        };
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt reads size_of::<c_int>() bytes from `value`, a live c_int.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     pub(crate) fn local_addr(&self) -> SocketAddr {
         match self {
             Self::Udp { local, .. } | Self::Tcp { local, .. } => *local,
@@ -219,23 +244,24 @@ pub(crate) enum PacketReader {
 }
 
 impl PacketReader {
-    /// The next packet; `Ok(None)` when the TCP stream ended.
-    pub(crate) async fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let mut buf = vec![0u8; MAX_PACKET];
+    /// Reads the next packet into `buf` (at least [`MAX_PACKET`] bytes, reused across calls so
+    /// nothing is allocated per datagram); its length, or `Ok(None)` when the TCP stream ended.
+    pub(crate) async fn next(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self {
             Self::Udp { socket, remote } => loop {
-                let (n, from) = socket.recv_from(&mut buf).await?;
+                let (n, from) = socket.recv_from(buf).await?;
                 if from == *remote {
-                    buf.truncate(n);
-                    return Ok(Some(buf));
+                    return Ok(Some(n));
                 }
                 log::debug!("peer: dropping {n} bytes from unexpected {from}");
             },
             Self::Tcp { half, decoder } => loop {
                 if let Some(frame) = decoder.next_frame() {
-                    return Ok(Some(frame));
+                    let len = frame.len().min(buf.len());
+                    buf[..len].copy_from_slice(&frame[..len]);
+                    return Ok(Some(len));
                 }
-                let n = half.read(&mut buf).await?;
+                let n = half.read(buf).await?;
                 if n == 0 {
                     if decoder.buffered() > 0 {
                         log::debug!(

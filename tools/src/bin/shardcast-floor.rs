@@ -1,0 +1,2 @@
+//! The floor program (work in progress).
+fn main() {}
