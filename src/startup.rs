@@ -79,15 +79,17 @@ pub fn run(config: Config) -> Result<(), String> {
                 clients.push((client, receiver));
             }
             // Bound only once the shards are reachable: a client that gets in is served.
-            // (Checked with a plain socket first: glommio's SO_REUSEPORT would share a port
-            // another process holds.)
-            let bound = match std::net::TcpListener::bind(config.listen) {
-                Ok(probe) => {
-                    drop(probe);
-                    TcpListener::bind(config.listen).map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            };
+            // Bound by std (SO_REUSEADDR, no SO_REUSEPORT) and handed to glommio: glommio's own
+            // bind sets SO_REUSEPORT, which would silently share a port another process holds,
+            // and no SO_REUSEADDR, so a restart failed while the last run's connections sat in
+            // TIME_WAIT (found by tools/bench.sh restarting the server between scenarios).
+            let bound = std::net::TcpListener::bind(config.listen)
+                .map(|std_listener| {
+                    use std::os::fd::{FromRawFd, IntoRawFd};
+                    // SAFETY: the fd is a bound, listening TCP socket we own; glommio takes it.
+                    unsafe { TcpListener::from_raw_fd(std_listener.into_raw_fd()) }
+                })
+                .map_err(|e| e.to_string());
             let listener = match bound {
                 Ok(l) => l,
                 Err(e) => {

@@ -186,8 +186,14 @@ async fn run_shard(
             return;
         }
     };
-    let tcp = match TcpListener::bind(addr) {
-        Ok(s) => s,
+    // Bound by std (SO_REUSEADDR, no SO_REUSEPORT) and handed to glommio, so a restart is not
+    // refused while the last run's ICE-TCP connections sit in TIME_WAIT.
+    let tcp = match std::net::TcpListener::bind(addr) {
+        Ok(l) => {
+            use std::os::fd::{FromRawFd, IntoRawFd};
+            // SAFETY: the fd is a bound, listening TCP socket we own; glommio takes it.
+            unsafe { TcpListener::from_raw_fd(l.into_raw_fd()) }
+        }
         Err(e) => {
             let _ = ready.send(Err(bind_error(&e)));
             return;
