@@ -89,6 +89,10 @@ pub struct LoadArgs {
     /// Pin the shards to these cores (comma-separated; default: not pinned).
     #[arg(long, value_delimiter = ',')]
     pub cores: Vec<usize>,
+    /// Busy-poll this many µs before a shard sleeps (glommio `spin_before_park`): a sleeping
+    /// receiver must be woken by the sender's kernel, which on loopback is charged to the server.
+    #[arg(long)]
+    pub spin_us: Option<u64>,
     /// Room id prefix (default: `load-` and a random suffix, so runs do not share rooms).
     #[arg(long)]
     pub room_prefix: Option<String>,

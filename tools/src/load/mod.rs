@@ -137,6 +137,7 @@ pub fn run(args: LoadArgs) -> Result<Report, String> {
             control.clone(),
             tx.clone(),
             t0,
+            args.spin_us.map(Duration::from_micros),
         )?);
     }
     drop(tx);

@@ -103,9 +103,14 @@ pub fn spawn(
     control: Arc<Control>,
     tx: Sender<ShardMsg>,
     t0: Instant,
+    spin: Option<Duration>,
 ) -> Result<glommio::ExecutorJoinHandle<()>, String> {
     let placement = core.map_or(Placement::Unbound, Placement::Fixed);
-    shards::runtime::executor_builder(&format!("load-{index}"), placement)
+    let mut builder = shards::runtime::executor_builder(&format!("load-{index}"), placement);
+    if let Some(spin) = spin {
+        builder = builder.spin_before_park(spin);
+    }
+    builder
         .spawn(move || async move {
             let ctx = Rc::new(ShardCtx {
                 args,
