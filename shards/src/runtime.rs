@@ -331,6 +331,12 @@ impl ShardIo {
             }
             self.send_udp(&mut flush).await;
             let mut shard = self.shard.borrow_mut();
+            let gso = self.gso.borrow().stats;
+            let c = &mut shard.counters;
+            c.udp_datagrams_sent += flush.udp.len() as u64;
+            c.udp_flushes += 1;
+            c.udp_gso_bursts = gso.bursts;
+            c.udp_gso_segments = gso.segments;
             for transmit in flush.udp.drain(..) {
                 shard.recycle(transmit.data);
             }
@@ -410,6 +416,7 @@ async fn udp_loop(io: Rc<ShardIo>) {
             Ok((len, from)) => {
                 {
                     let mut shard = io.shard.borrow_mut();
+                    shard.counters.udp_recv_wakeups += 1;
                     handle_datagram(&mut shard, from, &mut buf[..len]);
                     // What else is queued already (arrived meanwhile), without waiting: handled
                     // before the flush, so a frame's packets leave per consumer in bursts.

@@ -112,6 +112,14 @@ impl DropReason {
 pub struct SocketCounters {
     pub udp_datagrams_received: u64,
     pub udp_bytes_received: u64,
+    /// Wake-ups of the UDP receive loop (datagrams received ÷ this = receive batch size).
+    pub udp_recv_wakeups: u64,
+    /// UDP datagrams handed to the kernel, and in how many flushes.
+    pub udp_datagrams_sent: u64,
+    pub udp_flushes: u64,
+    /// UDP GSO sends and the datagrams they carried (segments ÷ bursts = burst size).
+    pub udp_gso_bursts: u64,
+    pub udp_gso_segments: u64,
     pub tcp_connections_accepted: u64,
     pub tcp_frames_received: u64,
     pub tcp_framing_errors: u64,
@@ -754,6 +762,11 @@ impl Shard {
             udp_port: self.listen.local.port(),
             udp_datagrams_received: c.udp_datagrams_received,
             udp_bytes_received: c.udp_bytes_received,
+            udp_recv_wakeups: c.udp_recv_wakeups,
+            udp_datagrams_sent: c.udp_datagrams_sent,
+            udp_flushes: c.udp_flushes,
+            udp_gso_bursts: c.udp_gso_bursts,
+            udp_gso_segments: c.udp_gso_segments,
             tcp_connections_accepted: c.tcp_connections_accepted,
             tcp_frames_received: c.tcp_frames_received,
             tcp_framing_errors: c.tcp_framing_errors,
