@@ -195,7 +195,6 @@ async fn join(plan: &PeerPlan, ctx: &Rc<ShardCtx>) -> Result<Session, String> {
             transport.clone(),
             answer["id"].clone(),
             ctx.clone(),
-            plan.role,
         ))
         .detach();
     } else {
@@ -347,7 +346,6 @@ async fn consumer_events(
     transport: Rc<PeerTransport>,
     transport_id: Value,
     ctx: Rc<ShardCtx>,
-    role: Role,
 ) {
     let connected = Rc::new(Cell::new(false));
     let rtcp_task = {
@@ -404,7 +402,6 @@ async fn consumer_events(
             glommio::spawn_local(async move {
                 if let Err(e) = t.connect().await {
                     ctx2.error(format!("recv transport ICE/DTLS: {e}"));
-                    bump(&ctx2.sinks.counters.role(role).verify_failed);
                 }
             })
             .detach();

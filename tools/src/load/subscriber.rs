@@ -461,7 +461,8 @@ impl Receiver {
             if outcome == SeqOutcome::Filled {
                 bump(&c.repaired);
             }
-            check(c, stream, &payload[2..], None);
+            // An RTX copy's latency includes the repair round trip: checked, not recorded.
+            let _ = check(c, stream, &payload[2..]);
             return;
         }
         let outcome = stream.seq.on_packet(head.seq, now);
@@ -491,8 +492,8 @@ impl Receiver {
             bump(&c.verify_failed);
             return;
         };
-        check(c, stream, payload, Some(&mut st.latency));
-        if let Some(lat) = stream_latency_us(stream, payload) {
+        if let Some(lat) = check(c, stream, payload) {
+            record(&mut st.latency, lat);
             if let Some(h) = self
                 .sinks
                 .interval_latency
@@ -650,13 +651,8 @@ fn body<'a>(stream: &RecvStream, payload: &'a [u8]) -> Option<&'a [u8]> {
     }
 }
 
-/// Checks a decrypted payload and records the stream's first counter and the latency.
-fn check(
-    c: &super::stats::RoleCounters,
-    stream: &mut RecvStream,
-    payload: &[u8],
-    latency: Option<&mut Histogram<u64>>,
-) {
+/// Checks a decrypted payload, notes the stream's first counter, and returns the latency (µs).
+fn check(c: &super::stats::RoleCounters, stream: &mut RecvStream, payload: &[u8]) -> Option<u64> {
     match body(stream, payload).map(check_body) {
         Some(Ok(t)) => {
             bump(&c.verified);
@@ -664,17 +660,13 @@ fn check(
                 stream.first_counter = Some(t.counter);
                 stream.stream_id = Some(t.stream_id);
             }
-            if let Some(h) = latency {
-                record(h, now_ns().saturating_sub(t.send_ns) / 1000);
-            }
+            Some(now_ns().saturating_sub(t.send_ns) / 1000)
         }
-        _ => bump(&c.verify_failed),
+        _ => {
+            bump(&c.verify_failed);
+            None
+        }
     }
-}
-
-fn stream_latency_us(stream: &RecvStream, payload: &[u8]) -> Option<u64> {
-    let t = check_body(body(stream, payload)?).ok()?;
-    Some(now_ns().saturating_sub(t.send_ns) / 1000)
 }
 
 impl MediaHandler for Receiver {
