@@ -365,17 +365,7 @@ async fn consumer_events(
         })
     };
     let mut taken = 0u32;
-    while ctx.phase() < Phase::Finish && !client.closed() {
-        let Some(event) = client.next_event(Duration::from_millis(200)).await else {
-            continue;
-        };
-        taken += 1;
-        if taken.is_multiple_of(64) {
-            client.forget_taken();
-        }
-        let ServerEvent::Request { id, method, data } = event else {
-            continue;
-        };
+    while let Some((id, method, data)) = next_request(&client, &ctx, &mut taken).await {
         if method != "newConsumer" {
             client.respond(
                 id,
@@ -414,21 +404,34 @@ async fn consumer_events(
 /// For peers that consume nothing: takes events so none pile up; rejects requests.
 async fn ignore_events(client: ProtooClient, ctx: Rc<ShardCtx>) {
     let mut taken = 0u32;
+    while let Some((id, method, _)) = next_request(&client, &ctx, &mut taken).await {
+        client.respond(
+            id,
+            Err((500, format!("{method}: this peer does not consume"))),
+        );
+    }
+}
+
+/// The next server request, taking (and forgetting) notifications on the way; `None` once the
+/// run finishes or the connection closes.
+async fn next_request(
+    client: &ProtooClient,
+    ctx: &ShardCtx,
+    taken: &mut u32,
+) -> Option<(u64, String, Value)> {
     while ctx.phase() < Phase::Finish && !client.closed() {
         let Some(event) = client.next_event(Duration::from_millis(200)).await else {
             continue;
         };
-        taken += 1;
+        *taken += 1;
         if taken.is_multiple_of(64) {
             client.forget_taken();
         }
-        if let ServerEvent::Request { id, method, .. } = event {
-            client.respond(
-                id,
-                Err((500, format!("{method}: this peer does not consume"))),
-            );
+        if let ServerEvent::Request { id, method, data } = event {
+            return Some((id, method, data));
         }
     }
+    None
 }
 
 #[cfg(test)]

@@ -444,12 +444,10 @@ impl Receiver {
         let stream = &mut st.streams[index];
         if is_rtx {
             bump(&c.rtx_received);
-            let Ok(plain) = srtp.unprotect_rtp(packet) else {
-                bump(&c.verify_failed);
+            let Some(plain) = decrypt(c, srtp, packet) else {
                 return;
             };
             let Some(payload) = rtp_payload(&plain) else {
-                bump(&c.verify_failed);
                 return;
             };
             if payload.len() < 2 {
@@ -484,8 +482,7 @@ impl Receiver {
         if !sample || !matches!(outcome, SeqOutcome::Advanced(_) | SeqOutcome::Filled) {
             return;
         }
-        let Ok(plain) = srtp.unprotect_rtp(packet) else {
-            bump(&c.verify_failed);
+        let Some(plain) = decrypt(c, srtp, packet) else {
             return;
         };
         let Some(payload) = rtp_payload(&plain) else {
@@ -627,6 +624,19 @@ impl Receiver {
             .collect();
         (deliveries, st.latency.clone())
     }
+}
+
+/// Unprotects an RTP packet; a failure is counted as a failed check.
+fn decrypt(
+    c: &super::stats::RoleCounters,
+    srtp: &mut SrtpSession,
+    packet: &[u8],
+) -> Option<Vec<u8>> {
+    let plain = srtp.unprotect_rtp(packet).ok();
+    if plain.is_none() {
+        bump(&c.verify_failed);
+    }
+    plain
 }
 
 /// Counts a packet's sequence outcome.
