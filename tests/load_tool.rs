@@ -224,6 +224,68 @@ fn small_scenario_delivers_every_packet_and_reports_every_field() {
 }
 
 #[test]
+fn simulated_loss_is_nacked_and_repaired_by_rtx() {
+    let server = Server::start(&["--shards", "1"]);
+    let json = temp("loss.json");
+    let url = base_url(&server);
+    let out = run_load(&[
+        "--url",
+        &url,
+        "--rooms",
+        "1",
+        "--publishers",
+        "1",
+        "--audio-publishers",
+        "1",
+        "--subscribers",
+        "2",
+        "--bitrate",
+        "400k",
+        "--fps",
+        "15",
+        "--ramp",
+        "10",
+        "--warmup",
+        "1",
+        "--duration",
+        "3",
+        "--drain",
+        "2",
+        "--verify",
+        "1",
+        "--recv-loss",
+        "5",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+        "--max-loss",
+        "0",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = read_json(&json);
+    let o = &r["overall"];
+    assert!(o["totals"]["simulated_drops"].as_u64() > Some(0), "{o}");
+    // Every drop was seen as a gap, NACKed, and repaired: by RTX for video, by a resend on the
+    // same SSRC for audio (no RTX for Opus).
+    assert!(
+        o["nack_seqs_sent"].as_u64() >= o["totals"]["simulated_drops"].as_u64(),
+        "{o}"
+    );
+    assert!(o["rtx_received"].as_u64() > Some(0), "{o}");
+    assert!(o["repaired"].as_u64() > Some(0), "{o}");
+    assert!(r["roles"]["video-publisher"]["rtx_sent"].as_u64().is_some());
+    assert_eq!(o["loss_pct"], 0.0, "{o}");
+    assert_eq!(o["verify_failed"], 0, "{o}");
+    assert_eq!(r["delivery"]["consumers_checked"], 6, "{}", r["delivery"]);
+    assert_eq!(
+        r["delivery"]["consumers_incomplete"], 0,
+        "{}",
+        r["delivery"]
+    );
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
 fn thresholds_set_the_exit_code() {
     let server = Server::start(&["--shards", "1"]);
     let url = base_url(&server);

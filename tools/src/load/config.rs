@@ -89,6 +89,10 @@ pub struct LoadArgs {
     /// Pin the shards to these cores (comma-separated; default: not pinned).
     #[arg(long, value_delimiter = ',')]
     pub cores: Vec<usize>,
+    /// Receivers discard this percentage of original (non-RTX) packets on arrival while the
+    /// publishers send, to exercise NACK and RTX repair (loss then counts what was not repaired).
+    #[arg(long, default_value_t = 0.0)]
+    pub recv_loss: f64,
     /// Busy-poll this many µs before a shard sleeps (glommio `spin_before_park`): a sleeping
     /// receiver must be woken by the sender's kernel, which on loopback is charged to the server.
     #[arg(long)]
@@ -132,6 +136,9 @@ impl LoadArgs {
         }
         if !(60..=1000).contains(&self.audio_packet_size) {
             return Err("--audio-packet-size must be 60..=1000 bytes".into());
+        }
+        if !(0.0..=50.0).contains(&self.recv_loss) {
+            return Err("--recv-loss must be 0..=50 percent".into());
         }
         if self.shards == 0 {
             return Err("--shards must be at least 1".into());

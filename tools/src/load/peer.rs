@@ -331,6 +331,12 @@ async fn media_loop(
             next = now;
         }
     }
+    // One last frame after the media phase ends: receivers no longer simulate loss, so it
+    // reveals any gap at the very end of the stream, which is then NACKed and repaired.
+    publisher.borrow_mut().next_packets(&mut out, counters);
+    for p in out.drain(..) {
+        let _ = transport.send_rtp(&p).await;
+    }
     // Keep answering NACKs through the drain phase, then stop.
     while ctx.phase() < Phase::Finish {
         glommio::timer::sleep(Duration::from_millis(20)).await;

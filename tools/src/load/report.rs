@@ -65,6 +65,8 @@ pub struct RoleReport {
     pub plis_sent: u64,
     pub plis_received: u64,
     pub keyframes_sent: u64,
+    /// Gaps repaired by RTX.
+    pub repaired: u64,
     pub jitter_ms: Percentiles,
     pub latency_ms: Percentiles,
     pub verified: u64,
@@ -115,6 +117,7 @@ impl RoleReport {
             plis_sent: totals.plis_sent,
             plis_received: totals.plis_received,
             keyframes_sent: totals.keyframes_sent,
+            repaired: totals.repaired,
             jitter_ms: Percentiles::of(&h.jitter_us, 1000.0),
             latency_ms: Percentiles::of(&h.latency_us, 1000.0),
             verified: totals.verified,
@@ -201,6 +204,7 @@ pub struct ConfigSummary {
     pub duration: f64,
     pub warmup: f64,
     pub verify: u64,
+    pub recv_loss_pct: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +246,7 @@ impl ConfigSummary {
             duration: a.duration,
             warmup: a.warmup,
             verify: a.verify,
+            recv_loss_pct: a.recv_loss,
         }
     }
 }

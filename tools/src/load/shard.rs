@@ -112,12 +112,15 @@ pub fn spawn(
     }
     builder
         .spawn(move || async move {
+            let recv_loss = args.recv_loss / 100.0;
             let ctx = Rc::new(ShardCtx {
                 args,
                 t0,
-                control,
+                control: control.clone(),
                 sinks: Rc::new(ShardSinks {
                     counters,
+                    control,
+                    recv_loss,
                     interval_latency: RefCell::new(new_interval()),
                 }),
                 histograms: RefCell::default(),

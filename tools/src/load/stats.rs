@@ -85,6 +85,8 @@ counters! {
     bytes_received,
     /// RTX packets received.
     rtx_received,
+    /// Packets the receiver discarded on arrival to simulate loss (`--recv-loss`).
+    simulated_drops,
     /// Packets from SSRCs no consumer announced (e.g. a server's BWE probation stream).
     unknown_ssrc,
     /// Sequence span of the consumer streams (RFC 3550 "expected").

@@ -305,6 +305,10 @@ pub struct ShardSinks {
     pub counters: Arc<LiveCounters>,
     /// Latency of this interval, per role (the progress line's p50/p99).
     pub interval_latency: RefCell<[Histogram<u64>; 3]>,
+    /// The run's phase: simulated loss stops with the media (see [`Receiver::on_rtp`]).
+    pub control: Arc<super::shard::Control>,
+    /// `--recv-loss` as a fraction.
+    pub recv_loss: f64,
 }
 
 struct RecvState {
@@ -424,6 +428,21 @@ impl Receiver {
             bump(&c.unknown_ssrc);
             return;
         };
+        // Simulated loss (`--recv-loss`), on original packets only and only while publishers
+        // send: their last frame, sent after the phase changes, then reveals every earlier gap.
+        if self.sinks.recv_loss > 0.0
+            && self.sinks.control.get() == super::shard::Phase::Run
+            && rand::random::<f64>() < self.sinks.recv_loss
+            && self
+                .state
+                .borrow()
+                .by_ssrc
+                .get(&head.ssrc)
+                .is_some_and(|(_, rtx)| !rtx)
+        {
+            bump(&c.simulated_drops);
+            return;
+        }
         let now = Instant::now();
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
