@@ -229,6 +229,8 @@ fn packet_info(i: u32, encoding: usize, payload_type: u8) -> PacketInfo {
         temporal_layer: [0u8, 2, 1, 2][((i / FRAME_PACKETS) % 4) as usize],
         active_encodings: 0b111,
         abs_send_time: [0x12, 0x34, 0x56],
+        // Without a producer store: the consumer keeps whole copies (the costlier path).
+        stored: None,
     }
 }
 

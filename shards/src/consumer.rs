@@ -12,6 +12,8 @@ use crate::egress::{Egress, TransportKey};
 use crate::rtcp::{build as rtcp_build, ReportBlock, SenderReport};
 use crate::rtp::ntp::NtpTime;
 use crate::rtp::packet::{rewrite_into, ExtensionMap, RtpPacket};
+use crate::rtp::packet_store::{PacketStore, StoredPacket};
+use crate::rtp::retransmission_buffer::SharedTail;
 use crate::rtp::rtp_stream::KeyFrameRequestKind;
 use crate::rtp::rtp_stream_send::{RtpStreamSend, RtpStreamSendParams};
 use crate::rtp::seq_manager::RtpSeqManager;
@@ -38,7 +40,13 @@ pub struct PacketInfo {
     pub active_encodings: u32,
     /// abs-send-time value to stamp (24-bit, 6.18 fixed point seconds).
     pub abs_send_time: [u8; 3],
+    /// The packet in the producer's store: consumers keep only their head of it for NACKs.
+    pub stored: Option<StoredPacket>,
 }
+
+/// Payload bytes kept with a consumer's header in its retransmission buffer: the VP8
+/// descriptor bytes the consumer may rewrite (picture id, TL0PICIDX) are within them.
+const STORED_PAYLOAD_PREFIX: usize = 16;
 
 /// Events a consumer reports to the signalling side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,9 +445,18 @@ impl Consumer {
                         let _ = crate::rtp::packet::set_transport_wide_seq(&mut buf, id, tw_seq);
                     }
                 }
-                // Kept (plain) for retransmission, and counted.
+                // Kept (plain) for retransmission, and counted: our header and the start of the
+                // payload here, the rest is the producer's stored copy.
                 if let Ok(sent) = RtpPacket::parse(&buf) {
-                    self.send_stream.packet_sent(&sent, now);
+                    let shared = info.stored.and_then(|stored| {
+                        let src = packet.payload_range().start;
+                        let own = sent.payload_range().start;
+                        let prefix = STORED_PAYLOAD_PREFIX.min(buf.len() - own);
+                        let offset = u16::try_from(src + prefix).ok()?;
+                        (buf.len() - own == packet.as_bytes().len() - src)
+                            .then_some((own + prefix, SharedTail { stored, offset }))
+                    });
+                    self.send_stream.packet_sent_shared(&sent, now, shared);
                 }
                 egress.send_rtp(self.transport_key, buf, None);
             }
@@ -487,17 +504,27 @@ impl Consumer {
 
     /// The subscriber lost these packets: resend them from the retransmission buffer (as RTX
     /// when negotiated). Returns how many went out.
-    pub fn receive_nack(&mut self, lost: &[u16], now: Instant, egress: &mut dyn Egress) -> usize {
+    pub fn receive_nack(
+        &mut self,
+        lost: &[u16],
+        now: Instant,
+        store: Option<&PacketStore>,
+        egress: &mut dyn Egress,
+    ) -> usize {
         let key = self.transport_key;
         // RTX packets are new packets (own SSRC and sequence): they get a fresh transport-wide
         // sequence number. Without RTX the stored packet goes out again unchanged.
         let tcc = self.rtx_ssrc.and(self.transport_wide_cc_id);
-        self.send_stream
-            .receive_nack(lost.iter().copied(), now, |packet: &mut [u8]| {
+        self.send_stream.receive_nack_with_store(
+            lost.iter().copied(),
+            now,
+            store,
+            |packet: &mut [u8]| {
                 let mut buf = egress.buffer();
                 buf.extend_from_slice(packet);
                 egress.send_rtp(key, buf, tcc);
-            })
+            },
+        )
     }
 
     /// A PLI or FIR from the subscriber: counted, and a key frame is asked of the producer.

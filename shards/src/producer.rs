@@ -11,6 +11,7 @@ use crate::consumer::{Consumer, PacketInfo};
 use crate::egress::{Egress, TransportKey};
 use crate::rtcp::build as rtcp_build;
 use crate::rtp::packet::{abs_send_time, abs_send_time_bytes, RtpPacket};
+use crate::rtp::packet_store::{self, PacketStore};
 use crate::rtp::rtp_stream_recv::RtpStreamRecvParams;
 use crate::rtp_parameters::parse_scalability_mode;
 use crate::rtp_parameters::{MediaKind, ProducerType, RtpMapping, RtpParameters};
@@ -44,6 +45,8 @@ pub struct Producer {
     audio_level_id: Option<u8>,
     /// Audio levels of the current observer interval.
     pub audio_levels: crate::audio_level_observer::LevelAccumulator,
+    /// Every forwarded packet, once, for the consumers' retransmissions.
+    pub store: PacketStore,
 }
 
 impl std::fmt::Debug for Producer {
@@ -109,6 +112,10 @@ impl Producer {
             score_changed: false,
             audio_level_id,
             audio_levels: Default::default(),
+            store: PacketStore::new(match cmd.kind {
+                MediaKind::Video => packet_store::VIDEO_CAPACITY,
+                MediaKind::Audio => packet_store::AUDIO_CAPACITY,
+            }),
         }
     }
 
@@ -152,6 +159,12 @@ impl Producer {
 
     pub fn consumer_mut(&mut self, id: &str) -> Option<&mut Consumer> {
         self.consumers.iter_mut().find(|c| c.id == id)
+    }
+
+    /// A consumer with the store its retransmissions come from.
+    pub fn consumer_with_store(&mut self, id: &str) -> Option<(&mut Consumer, &PacketStore)> {
+        let consumer = self.consumers.iter_mut().find(|c| c.id == id)?;
+        Some((consumer, &self.store))
     }
 
     /// A decrypted media packet of encoding `encoding`: counted, then forwarded to every
@@ -220,7 +233,14 @@ impl Producer {
                         .is_some_and(|s| s.inner.packet_count() > 0 && s.score() > 0)
             })
             .fold(0u32, |mask, (i, _)| mask | (1 << i));
+        // Stored only when someone may NACK it.
+        let stored = if self.consumers.is_empty() {
+            None
+        } else {
+            self.store.insert(packet.as_bytes())
+        };
         let info = PacketInfo {
+            stored,
             encoding,
             mapped_payload_type,
             key_frame: info.is_key_frame,

@@ -147,6 +147,17 @@ impl Router {
             .ok_or_else(|| not_found("consumer", id))
     }
 
+    /// A consumer with its producer's packet store (for NACKs).
+    pub fn consumer_with_store(
+        &mut self,
+        id: &str,
+    ) -> Option<(&mut Consumer, &crate::rtp::packet_store::PacketStore)> {
+        self.consumer_index
+            .get(id)
+            .and_then(|p| self.producers.get_mut(p))
+            .and_then(|p| p.consumer_with_store(id))
+    }
+
     pub fn consumer(&self, id: &str) -> Option<(&Producer, &Consumer)> {
         let producer = self.producers.get(self.consumer_index.get(id)?)?;
         let consumer = producer.consumers.iter().find(|c| c.id == id)?;

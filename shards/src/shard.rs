@@ -413,9 +413,7 @@ impl Shard {
                     }
                 }
                 RtcpPacket::Nack(nack) => {
-                    self.consumer_feedback(key, &router_id, nack.media_ssrc, now, |c, egress| {
-                        c.receive_nack(&nack.lost, now, egress);
-                    });
+                    self.consumer_nack(key, &router_id, nack.media_ssrc, &nack.lost, now);
                 }
                 RtcpPacket::ReceiverReport(rr) => {
                     for block in &rr.reports {
@@ -503,6 +501,38 @@ impl Shard {
             transmits: &mut self.transmits,
         };
         f(consumer, &mut egress);
+    }
+
+    /// A subscriber's NACK: resent by the consumer from its buffer and its producer's store.
+    fn consumer_nack(
+        &mut self,
+        key: TransportKey,
+        router_id: &str,
+        ssrc: u32,
+        lost: &[u16],
+        now: Instant,
+    ) {
+        let Some(consumer_id) = self
+            .transports
+            .get(&key)
+            .and_then(|e| e.consumer_ssrcs.get(&ssrc))
+        else {
+            return;
+        };
+        let Some((consumer, store)) = self
+            .routers
+            .get_mut(router_id)
+            .and_then(|r| r.consumer_with_store(consumer_id))
+        else {
+            return;
+        };
+        let mut egress = ShardEgress {
+            now,
+            transports: &mut self.transports,
+            pool: &mut self.pool,
+            transmits: &mut self.transmits,
+        };
+        consumer.receive_nack(lost, now, Some(store), &mut egress);
     }
 
     /// Lets every router send what its consumers asked for (key frames after a resume).

@@ -21,6 +21,7 @@ pub mod h264;
 pub mod nack_generator;
 pub mod ntp;
 pub mod packet;
+pub mod packet_store;
 pub mod rate_calculator;
 pub mod retransmission_buffer;
 pub mod rtp_stream;

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::packet_store::StoredPacket;
+
 /// Largest packet stored (mediasoup's `MtuSize`).
 pub const MAX_PACKET_LEN: usize = 1500;
 /// Default number of slots.
@@ -28,12 +30,23 @@ struct Slot {
     sent_at: Option<Instant>,
     resent_at: Option<Instant>,
     resend_count: u8,
+    /// The packet continues in the producer's store (see [`SharedTail`]).
+    tail: Option<SharedTail>,
+}
+
+/// Where the rest of a packet stored as a head lives: `stored`'s bytes from `offset` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedTail {
+    pub stored: StoredPacket,
+    pub offset: u16,
 }
 
 /// A packet handed out for retransmission.
 #[derive(Debug, Clone, Copy)]
 pub struct Resend<'a> {
+    /// The whole packet, or its head when `tail` is set.
     pub packet: &'a [u8],
+    pub tail: Option<SharedTail>,
     pub sent_at: Instant,
     /// Times resent including this one; 1 = first retransmission ("repaired" in mediasoup stats).
     pub resend_count: u8,
@@ -104,6 +117,18 @@ impl RetransmissionBuffer {
     /// Stores a sent packet under its output sequence number. False if it is larger than
     /// [`MAX_PACKET_LEN`], older than the window, or already stored.
     pub fn insert(&mut self, seq: u16, packet: &[u8], now: Instant) -> bool {
+        self.insert_split(seq, packet, None, now)
+    }
+
+    /// Like [`insert`](Self::insert), but `head` is only the start of the packet when `tail`
+    /// says where the rest is: only the head is copied.
+    pub fn insert_split(
+        &mut self,
+        seq: u16,
+        packet: &[u8],
+        tail: Option<SharedTail>,
+        now: Instant,
+    ) -> bool {
         if packet.len() > MAX_PACKET_LEN {
             return false;
         }
@@ -128,6 +153,7 @@ impl RetransmissionBuffer {
             sent_at: Some(now),
             resent_at: None,
             resend_count: 0,
+            tail,
         };
         true
     }
@@ -149,7 +175,8 @@ impl RetransmissionBuffer {
         &self.data[start..start + self.slots[idx].len as usize]
     }
 
-    /// The stored packet and when it was first sent, if still within the max age.
+    /// The stored packet (its head only, for a split slot) and when it was first sent, if still
+    /// within the max age.
     pub fn get(&self, seq: u16, now: Instant) -> Option<(&[u8], Instant)> {
         let idx = self.find(seq, now)?;
         Some((self.bytes(idx), self.slots[idx].sent_at?))
@@ -181,9 +208,11 @@ impl RetransmissionBuffer {
         }
         slot.resent_at = Some(now);
         slot.resend_count += 1;
-        let (sent_at, resend_count) = (slot.sent_at.unwrap_or(now), slot.resend_count);
+        let (sent_at, resend_count, tail) =
+            (slot.sent_at.unwrap_or(now), slot.resend_count, slot.tail);
         Ok(Resend {
             packet: self.bytes(idx),
+            tail,
             sent_at,
             resend_count,
         })

@@ -13,9 +13,10 @@ use serde_json::{json, Value};
 use super::nack_generator::DEFAULT_RTT;
 use super::ntp::{round_trip_time, NtpTime};
 use super::packet::RtpPacket;
+use super::packet_store::PacketStore;
 use super::rate_calculator::RtpDataCounter;
 use super::retransmission_buffer::{
-    RetransmissionBuffer, DEFAULT_CAPACITY, DEFAULT_MAX_RESENDS, MAX_PACKET_LEN,
+    RetransmissionBuffer, SharedTail, DEFAULT_CAPACITY, DEFAULT_MAX_RESENDS, MAX_PACKET_LEN,
     MAX_RETRANSMISSION_DELAY_AUDIO, MAX_RETRANSMISSION_DELAY_VIDEO,
 };
 use super::rtp_stream::{
@@ -99,6 +100,8 @@ pub struct RtpStreamSend {
     buffer: Option<RetransmissionBuffer>,
     /// Where retransmissions are assembled (RTX adds 2 bytes to a stored packet).
     scratch: Box<[u8]>,
+    /// Where a packet stored as head + shared tail is put back together.
+    joined: Box<[u8]>,
     rtx_seq: u16,
     rtx_packet_count: u64,
     rtx_byte_count: u64,
@@ -146,6 +149,7 @@ impl RtpStreamSend {
             payload_bytes: 0,
             buffer,
             scratch: vec![0u8; scratch_len].into_boxed_slice(),
+            joined: vec![0u8; scratch_len.min(MAX_PACKET_LEN)].into_boxed_slice(),
             rtx_packet_count: 0,
             rtx_byte_count: 0,
             packets_retransmitted: 0,
@@ -180,6 +184,18 @@ impl RtpStreamSend {
     /// Records a packet as sent on this stream (already rewritten for the consumer) and stores it
     /// for retransmission. False if its sequence number is wildly off (not counted).
     pub fn packet_sent(&mut self, packet: &RtpPacket<'_>, now: Instant) -> bool {
+        self.packet_sent_shared(packet, now, None)
+    }
+
+    /// [`packet_sent`](Self::packet_sent) for a packet whose bytes from `head_len` on are the
+    /// producer's stored packet from `tail.offset` on: only the head is copied (see
+    /// `packet_store`). NACKs for it need that store ([`Self::receive_nack_with_store`]).
+    pub fn packet_sent_shared(
+        &mut self,
+        packet: &RtpPacket<'_>,
+        now: Instant,
+        shared: Option<(usize, SharedTail)>,
+    ) -> bool {
         let seq = packet.sequence_number();
         if self.seq.update(seq) == SeqUpdate::Discarded {
             return false;
@@ -194,7 +210,13 @@ impl RtpStreamSend {
             self.max_packet = Some((ts, now));
         }
         if let Some(buffer) = &mut self.buffer {
-            buffer.insert(seq, packet.as_bytes(), now);
+            let bytes = packet.as_bytes();
+            match shared.filter(|(head_len, _)| *head_len <= bytes.len()) {
+                Some((head_len, tail)) => {
+                    buffer.insert_split(seq, &bytes[..head_len], Some(tail), now)
+                }
+                None => buffer.insert(seq, bytes, now),
+            };
         }
         true
     }
@@ -203,7 +225,23 @@ impl RtpStreamSend {
     /// Every stored packet not resent within the last RTT is passed to `send`, RTX-encoded if
     /// negotiated, as a mutable buffer (stamp transport-wide sequence numbers in place). Returns
     /// how many were resent.
-    pub fn receive_nack<I, F>(&mut self, lost: I, now: Instant, mut send: F) -> usize
+    pub fn receive_nack<I, F>(&mut self, lost: I, now: Instant, send: F) -> usize
+    where
+        I: IntoIterator<Item = u16>,
+        F: FnMut(&mut [u8]),
+    {
+        self.receive_nack_with_store(lost, now, None, send)
+    }
+
+    /// [`receive_nack`](Self::receive_nack) with the producer's store, for packets kept as a
+    /// head and a shared tail (without it, or once the tail is gone, those are not resent).
+    pub fn receive_nack_with_store<I, F>(
+        &mut self,
+        lost: I,
+        now: Instant,
+        store: Option<&PacketStore>,
+        mut send: F,
+    ) -> usize
     where
         I: IntoIterator<Item = u16>,
         F: FnMut(&mut [u8]),
@@ -217,9 +255,24 @@ impl RtpStreamSend {
             let Some(buffer) = &mut self.buffer else {
                 continue;
             };
-            let Ok(r) = buffer.resend(seq, now, min_interval) else {
+            let Ok(mut r) = buffer.resend(seq, now, min_interval) else {
                 continue;
             };
+            if let Some(tail) = r.tail {
+                let Some(rest) = store
+                    .and_then(|s| s.get(tail.stored))
+                    .and_then(|p| p.get(usize::from(tail.offset)..))
+                else {
+                    continue;
+                };
+                let head = r.packet.len();
+                let Some(dst) = self.joined.get_mut(..head + rest.len()) else {
+                    continue;
+                };
+                dst[..head].copy_from_slice(r.packet);
+                dst[head..].copy_from_slice(rest);
+                r.packet = &self.joined[..head + rest.len()];
+            }
             let first = r.resend_count == 1;
             let len = match rtx {
                 Some((rtx_ssrc, rtx_pt)) => {
@@ -539,6 +592,57 @@ mod tests {
         // Paused: buffer cleared.
         s.pause();
         assert_eq!(s.receive_nack([9], ms(t0, 400), |_| {}), 0);
+    }
+
+    #[test]
+    fn nack_rebuilds_packets_kept_as_head_plus_shared_tail() {
+        use crate::rtp::packet_store::PacketStore;
+        let t0 = Instant::now();
+        let mut s = RtpStreamSend::new(params(), t0);
+        let mut store = PacketStore::new(4);
+        let mut sent = Vec::new();
+        for seq in 0..6u16 {
+            // The producer's packet: another header, the same payload.
+            let payload: Vec<u8> = (0..300)
+                .map(|i| (i as u8).wrapping_add(seq as u8))
+                .collect();
+            let mut src = [0u8; 1500];
+            let src_len = RtpHeaderWriter {
+                payload_type: 96,
+                sequence_number: 1000 + seq,
+                ssrc: 42,
+                ..Default::default()
+            }
+            .write(&mut src, std::iter::empty(), &payload, 0)
+            .unwrap();
+            let stored = store.insert(&src[..src_len]).unwrap();
+            let mut buf = [0u8; 1500];
+            let n = RtpHeaderWriter {
+                payload_type: 101,
+                sequence_number: seq,
+                ssrc: 3333,
+                ..Default::default()
+            }
+            .write(&mut buf, [(1u8, &b"xy"[..])].into_iter(), &payload, 0)
+            .unwrap();
+            let out = RtpPacket::parse(&buf[..n]).unwrap();
+            let head = out.payload_range().start + 16;
+            let tail = SharedTail {
+                stored,
+                offset: (12 + 16) as u16,
+            };
+            assert!(s.packet_sent_shared(&out, t0, Some((head, tail))));
+            sent.push(buf[..n].to_vec());
+        }
+        // Seqs 2..=5 are still in the 4-slot store; 0 and 1 were overwritten there.
+        let mut got = vec![];
+        let n = s.receive_nack_with_store([0, 1, 2, 5], ms(t0, 10), Some(&store), |p| {
+            got.push(p.to_vec())
+        });
+        assert_eq!(n, 2);
+        assert_eq!(got, [sent[2].clone(), sent[5].clone()]);
+        // Without the store, a split packet cannot be rebuilt and is not sent.
+        assert_eq!(s.receive_nack([3], ms(t0, 20), |_| panic!("no store")), 0);
     }
 
     #[test]

@@ -422,6 +422,14 @@ impl Receiver {
         self.state.borrow().first_packet_at
     }
 
+    /// An original packet of a stream that has started (a first packet lost is no gap).
+    fn droppable(&self, ssrc: u32) -> bool {
+        let st = self.state.borrow();
+        st.by_ssrc
+            .get(&ssrc)
+            .is_some_and(|&(i, rtx)| !rtx && st.streams[i].seq.expected() > 0)
+    }
+
     fn on_rtp(&self, packet: &[u8], srtp: &mut SrtpSession) {
         let c = self.counters();
         let Some(head) = RtpHead::parse(packet) else {
@@ -433,12 +441,7 @@ impl Receiver {
         if self.sinks.recv_loss > 0.0
             && self.sinks.control.get() == super::shard::Phase::Run
             && rand::random::<f64>() < self.sinks.recv_loss
-            && self
-                .state
-                .borrow()
-                .by_ssrc
-                .get(&head.ssrc)
-                .is_some_and(|(_, rtx)| !rtx)
+            && self.droppable(head.ssrc)
         {
             bump(&c.simulated_drops);
             return;
