@@ -16,8 +16,8 @@ use super::packet::RtpPacket;
 use super::packet_store::PacketStore;
 use super::rate_calculator::RtpDataCounter;
 use super::retransmission_buffer::{
-    RetransmissionBuffer, SharedTail, DEFAULT_CAPACITY, DEFAULT_MAX_RESENDS, MAX_PACKET_LEN,
-    MAX_RETRANSMISSION_DELAY_AUDIO, MAX_RETRANSMISSION_DELAY_VIDEO,
+    RetransmissionBuffer, SharedTail, DEFAULT_CAPACITY, DEFAULT_MAX_RESENDS, HEAD_LEN,
+    MAX_PACKET_LEN, MAX_RETRANSMISSION_DELAY_AUDIO, MAX_RETRANSMISSION_DELAY_VIDEO,
 };
 use super::rtp_stream::{
     score_sample, KeyFrameRequestKind, ReportBlock, ScoreHistory, SeqTracker, SeqUpdate,
@@ -211,7 +211,8 @@ impl RtpStreamSend {
         }
         if let Some(buffer) = &mut self.buffer {
             let bytes = packet.as_bytes();
-            match shared.filter(|(head_len, _)| *head_len <= bytes.len()) {
+            let fits = |head_len: usize| head_len <= bytes.len() && head_len <= HEAD_LEN;
+            match shared.filter(|(head_len, _)| fits(*head_len)) {
                 Some((head_len, tail)) => {
                     buffer.insert_split(seq, &bytes[..head_len], Some(tail), now)
                 }
