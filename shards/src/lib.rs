@@ -17,3 +17,4 @@ pub mod runtime;
 pub mod shard;
 pub mod stream;
 pub mod transport;
+pub mod udp_bind;

@@ -179,7 +179,7 @@ async fn run_shard(
         let _ = ready.send(Err(bind_error(&e)));
         return;
     }
-    let udp = match UdpSocket::bind(addr) {
+    let udp = match crate::udp_bind::bind_udp(addr) {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(bind_error(&e)));

@@ -71,10 +71,13 @@ pub enum DropReason {
     RtpUnknownStream,
     /// Decrypted RTCP whose compound framing is broken.
     RtcpMalformed,
+    /// A datagram from the shard's own address: a loop (e.g. another socket sharing the port),
+    /// never a peer; answering it would make the shard talk to itself.
+    FromSelf,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::UnknownKind,
         DropReason::StunMalformed,
         DropReason::StunUnknownUsername,
@@ -87,6 +90,7 @@ impl DropReason {
         DropReason::RtpMalformed,
         DropReason::RtpUnknownStream,
         DropReason::RtcpMalformed,
+        DropReason::FromSelf,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +106,7 @@ impl DropReason {
             DropReason::SrtpInvalid => "srtp_invalid",
             DropReason::RtpMalformed => "rtp_malformed",
             DropReason::RtpUnknownStream => "rtp_unknown_stream",
+            DropReason::FromSelf => "from_self",
             DropReason::RtcpMalformed => "rtcp_malformed",
         }
     }
@@ -298,6 +303,12 @@ impl Shard {
         data: &mut [u8],
         now: Instant,
     ) {
+        let local = self.listen.local;
+        let own_ip =
+            local.ip() == remote.ip() || (local.ip().is_unspecified() && remote.ip().is_loopback());
+        if remote.port() == local.port() && own_ip {
+            return self.counters.drop(DropReason::FromSelf);
+        }
         let tuple = TransportTuple {
             local: self.listen.local,
             remote,
@@ -1141,5 +1152,27 @@ mod tests {
         assert_eq!(classify(&[0x80, 96]), PacketKind::RtpOrRtcp);
         assert_eq!(classify(&[64]), PacketKind::Unknown);
         assert_eq!(classify(&[]), PacketKind::Unknown);
+    }
+
+    #[test]
+    fn datagrams_from_the_shards_own_address_are_dropped() {
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let listen = ListenInfo {
+            local,
+            announced_address: "127.0.0.1".into(),
+        };
+        let mut shard = Shard::new(0, listen, DtlsCertificate::generate().unwrap());
+        // A binding request header (type 0x0001, length 0, magic cookie).
+        let mut stun = [0u8; 20];
+        stun[1] = 1;
+        stun[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
+        let now = Instant::now();
+        shard.handle_packet(Protocol::Udp, local, &mut stun.clone(), now);
+        assert_eq!(shard.counters.dropped(DropReason::FromSelf), 1);
+        // The same from anyone else is judged as STUN (here: malformed, no USERNAME).
+        let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        shard.handle_packet(Protocol::Udp, other, &mut stun, now);
+        assert_eq!(shard.counters.dropped(DropReason::FromSelf), 1);
+        assert!(shard.poll_transmit().is_none());
     }
 }

@@ -254,7 +254,10 @@ mod tests {
         let t0 = Instant::now();
         let mut store = PacketStore::new(4);
         let stored = store.insert(&[9; 200]).expect("fits");
-        let tail = SharedTail { stored, offset: 100 };
+        let tail = SharedTail {
+            stored,
+            offset: 100,
+        };
         let mut b = RetransmissionBuffer::new(8, Duration::from_secs(2), 3);
         assert!(b.insert_split(1, &[1; 40], Some(tail), t0));
         assert!(b.insert(2, &[2; 300], t0));

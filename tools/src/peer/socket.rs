@@ -99,7 +99,15 @@ impl PeerSocket {
                     }
                     IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
                 });
-                let socket = UdpSocket::bind(local)?;
+                // Not glommio's bind: its SO_REUSEPORT lets a port-0 bind land on a port this
+                // user already holds (e.g. the server's media port on the same machine), which
+                // then gets half of that port's datagrams.
+                let socket = {
+                    use std::os::fd::{FromRawFd, IntoRawFd};
+                    let std_socket = std::net::UdpSocket::bind(local)?;
+                    // SAFETY: a bound UDP socket we own; glommio takes it over.
+                    unsafe { UdpSocket::from_raw_fd(std_socket.into_raw_fd()) }
+                };
                 let local = socket.local_addr()?;
                 Ok(Self::Udp {
                     socket: Rc::new(socket),
