@@ -167,6 +167,7 @@ impl App {
                         ("udp_flushes_total", s.udp_flushes),
                         ("udp_gso_bursts_total", s.udp_gso_bursts),
                         ("udp_gso_segments_total", s.udp_gso_segments),
+                        ("udp_send_errors_total", s.udp_send_errors),
                         ("tcp_connections_accepted_total", s.tcp_connections_accepted),
                         ("tcp_frames_received_total", s.tcp_frames_received),
                         ("tcp_framing_errors_total", s.tcp_framing_errors),

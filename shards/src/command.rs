@@ -156,6 +156,7 @@ pub struct ShardStats {
     pub udp_flushes: u64,
     pub udp_gso_bursts: u64,
     pub udp_gso_segments: u64,
+    pub udp_send_errors: u64,
     pub tcp_connections_accepted: u64,
     pub tcp_frames_received: u64,
     pub tcp_framing_errors: u64,

@@ -262,16 +262,49 @@ pub fn gso_supported(fd: RawFd) -> bool {
     rc == 0
 }
 
+/// Sends one datagram without waiting (`MSG_DONTWAIT`). A full send buffer or queue is an
+/// error (`WouldBlock`) for the caller to count as a drop: a shard never stalls on one
+/// destination.
+pub fn send_datagram(fd: RawFd, data: &[u8], to: &SocketAddr) -> io::Result<()> {
+    let mut addr = RawAddr::new(to);
+    // SAFETY: `data` and `addr` are valid for the duration of the call; the kernel only reads.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT,
+            addr.as_ptr().cast_const().cast(),
+            addr.len,
+        )
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets a socket's send buffer (`SO_SNDBUF`; doubled by the kernel, capped at
+/// `net.core.wmem_max`). Returns the size the kernel reports afterwards.
+pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
+    set_buffer(fd, libc::SO_SNDBUF, bytes)
+}
+
 /// Sets a socket's receive buffer (`SO_RCVBUF`; the kernel doubles it and caps it at
 /// `net.core.rmem_max`). Returns the size the kernel reports afterwards.
 pub fn set_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
+    set_buffer(fd, libc::SO_RCVBUF, bytes)
+}
+
+fn set_buffer(fd: RawFd, option: libc::c_int, bytes: usize) -> io::Result<usize> {
     let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `value`, a live c_int.
     let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
+            option,
             (&value as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -286,7 +319,7 @@ pub fn set_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
+            option,
             (&mut actual as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -538,6 +571,20 @@ impl MmsgSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_datagrams_are_errors_returned_at_once() {
+        let sender = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        assert!(send_datagram(sender.as_raw_fd(), b"ok", &to).is_ok());
+        // Broadcast without SO_BROADCAST: the kernel refuses (EACCES) instead of sending.
+        let broadcast: SocketAddr = "255.255.255.255:9".parse().unwrap();
+        let err = send_datagram(sender.as_raw_fd(), b"no", &broadcast).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+        let mut buf = [0u8; 4];
+        assert_eq!(receiver.recv(&mut buf).unwrap(), 2);
+    }
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
     use std::time::Duration;

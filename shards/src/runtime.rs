@@ -36,7 +36,8 @@ use crate::transport::webrtc_transport::{ListenInfo, Transmit};
 /// glommio's locked io memory per executor: small enough that many shards fit the default 8 MiB
 /// `ulimit -l`.
 pub const IO_MEMORY: usize = 512 << 10;
-/// Receive buffer asked for on each shard's UDP socket (capped by `net.core.rmem_max`).
+/// Receive (and send) buffer asked for on each shard's UDP socket (capped by
+/// `net.core.rmem_max` / `wmem_max`).
 pub const UDP_RECV_BUFFER: usize = 8 << 20;
 /// Ring depth per executor (≤ 1024 keeps the rings inside the memlock budget too).
 pub const RING_DEPTH: usize = 256;
@@ -207,6 +208,11 @@ async fn run_shard(
         Ok(actual) => log::info!("media shard {index}: udp receive buffer {actual} bytes"),
         Err(e) => log::warn!("media shard {index}: cannot set the udp receive buffer: {e}"),
     }
+    // Sends never wait (a full buffer drops the datagram), so the buffer absorbs a fan-out burst.
+    match gso::set_send_buffer(udp.as_raw_fd(), UDP_RECV_BUFFER) {
+        Ok(actual) => log::info!("media shard {index}: udp send buffer {actual} bytes"),
+        Err(e) => log::warn!("media shard {index}: cannot set the udp send buffer: {e}"),
+    }
     let port = udp.local_addr().map(|a| a.port()).unwrap_or(addr.port());
     let mut listen = config.listen.clone();
     listen.local.set_port(port);
@@ -349,7 +355,7 @@ impl ShardIo {
     async fn send_udp(&self, flush: &mut Flush) {
         if flush.udp.len() < 2 || !self.gso.borrow().enabled() {
             for transmit in &flush.udp {
-                self.send_one(transmit).await;
+                self.send_one(transmit);
             }
             return;
         }
@@ -386,19 +392,20 @@ impl ShardIo {
                 }
             }
             for &(_, i) in group {
-                self.send_one(&udp[i as usize]).await;
+                self.send_one(&udp[i as usize]);
             }
         }
     }
 
-    /// One datagram through glommio (its synchronous attempt first, io_uring if that would
-    /// block).
-    async fn send_one(&self, transmit: &Transmit) {
-        if let Err(e) = self
-            .udp
-            .send_to(&transmit.data, transmit.tuple.remote)
-            .await
+    /// One datagram, without waiting: when the kernel refuses it (a full device queue or send
+    /// buffer, an unreachable destination) it is dropped and counted. Waiting instead would hold
+    /// the whole shard, its receive loop included, on one destination.
+    fn send_one(&self, transmit: &Transmit) {
+        if let Err(e) =
+            gso::send_datagram(self.udp.as_raw_fd(), &transmit.data, &transmit.tuple.remote)
         {
+            let mut shard = self.shard.borrow_mut();
+            shard.counters.udp_send_errors += 1;
             log::debug!("udp send to {} failed: {e}", transmit.tuple.remote);
         }
     }

@@ -125,6 +125,8 @@ pub struct SocketCounters {
     /// UDP GSO sends and the datagrams they carried (segments ÷ bursts = burst size).
     pub udp_gso_bursts: u64,
     pub udp_gso_segments: u64,
+    /// Datagrams the kernel refused (full send buffer, unreachable): dropped, never waited on.
+    pub udp_send_errors: u64,
     pub tcp_connections_accepted: u64,
     pub tcp_frames_received: u64,
     pub tcp_framing_errors: u64,
@@ -808,6 +810,7 @@ impl Shard {
             udp_flushes: c.udp_flushes,
             udp_gso_bursts: c.udp_gso_bursts,
             udp_gso_segments: c.udp_gso_segments,
+            udp_send_errors: c.udp_send_errors,
             tcp_connections_accepted: c.tcp_connections_accepted,
             tcp_frames_received: c.tcp_frames_received,
             tcp_framing_errors: c.tcp_framing_errors,

@@ -36,7 +36,8 @@ const MAX_NACK_GAP: u64 = 1000;
 /// NACK retries per sequence number, and how long a missing packet is worth asking for.
 const NACK_RETRIES: u32 = 10;
 const NACK_GIVE_UP: Duration = Duration::from_millis(1000);
-const NACK_INTERVAL: Duration = Duration::from_millis(20);
+/// Between NACKs of one packet (a browser waits about an RTT; 50 ms rides out a busy server).
+const NACK_INTERVAL: Duration = Duration::from_millis(50);
 const MIN_PLI_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the missing packet stands.
