@@ -81,6 +81,18 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// the sinks only count.
 const SINK_COPY: usize = 64;
 
+/// How the sinks receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Sinks {
+    /// Poll without ever sleeping on a socket: the forwarder's sends wake nobody (the floor
+    /// proper).
+    Poll,
+    /// Sleep in `epoll_wait` like a receiving process (the load tool's receivers sleep in
+    /// io_uring): on loopback the forwarder's send then also pays the receiver's wake-up, as the
+    /// SFU does in `tools/bench.sh`.
+    Wait,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Variant {
     Sendto,
@@ -126,6 +138,9 @@ struct Args {
     /// CPU core of the forwarder thread.
     #[arg(long, default_value_t = 0)]
     core: usize,
+    /// How the sinks receive: `poll` (nobody is woken) or `wait` (sleeping receivers).
+    #[arg(long, value_enum, default_value = "poll")]
+    sinks: Sinks,
     /// CPU core of the generator and sink threads.
     #[arg(long, default_value_t = 1)]
     gen_core: usize,
@@ -1057,7 +1072,56 @@ fn drain_sinks(sinks: Vec<UdpSocket>, stop: Arc<AtomicBool>, received: Arc<Atomi
     }
 }
 
+/// Like [`drain_sinks`], but sleeps in `epoll_wait` (level-triggered, 10 ms timeout to see
+/// `stop`) until a sink has data, so each arrival on an idle sink wakes this thread.
+fn wait_sinks(sinks: Vec<UdpSocket>, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) {
+    // SAFETY: epoll_create1 has no preconditions; the fd is closed below.
+    let ep = unsafe { libc::epoll_create1(0) };
+    if ep < 0 {
+        eprintln!("shardcast-floor: epoll_create1 failed; sinks poll instead");
+        return drain_sinks(sinks, stop, received);
+    }
+    for (i, s) in sinks.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64,
+        };
+        // SAFETY: `ev` is a valid epoll_event and both fds are open.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
+    }
+    let mut batch = RecvBatch::new(BATCH, SINK_COPY);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; sinks.len().max(1)];
+    let mut stopping = false;
+    loop {
+        // SAFETY: `events` has room for `events.len()` entries.
+        let n =
+            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as libc::c_int, 10) };
+        let mut pass = 0u64;
+        for ev in events.iter().take(n.max(0) as usize) {
+            let Some(s) = sinks.get(ev.u64 as usize) else {
+                continue;
+            };
+            while let Ok(k) = batch.recv(s.as_raw_fd(), libc::MSG_DONTWAIT) {
+                pass += k as u64;
+                if k < BATCH {
+                    break;
+                }
+            }
+        }
+        received.fetch_add(pass, Ordering::Relaxed);
+        if pass == 0 && stopping {
+            break;
+        }
+        if stop.load(Ordering::Acquire) {
+            stopping = true;
+        }
+    }
+    // SAFETY: `ep` is our epoll fd, closed once.
+    unsafe { libc::close(ep) };
+}
+
 struct VariantResult {
+    sinks: Sinks,
     variant: Variant,
     consumers: usize,
     size: usize,
@@ -1153,6 +1217,7 @@ impl VariantResult {
         let s = &self.stats;
         json!({
             "variant": self.variant.name(),
+            "sinks": if self.sinks == Sinks::Wait { "wait" } else { "poll" },
             "consumers": self.consumers,
             "size": self.size,
             "frame_packets": self.frame_packets,
@@ -1225,13 +1290,17 @@ fn run_variant(args: &Args, variant: Variant, pps: u32) -> Result<VariantResult,
     let generator_done = Arc::new(AtomicBool::new(false));
 
     let sink_thread = {
+        let mode = args.sinks;
         let stop = stop_sinks.clone();
         let count = sink_count.clone();
         std::thread::Builder::new()
             .name("floor-sinks".into())
             .spawn(move || {
                 pin(gen_core);
-                drain_sinks(sinks, stop, count)
+                match mode {
+                    Sinks::Poll => drain_sinks(sinks, stop, count),
+                    Sinks::Wait => wait_sinks(sinks, stop, count),
+                }
             })
             .map_err(|e| format!("spawn: {e}"))?
     };
@@ -1288,6 +1357,7 @@ fn run_variant(args: &Args, variant: Variant, pps: u32) -> Result<VariantResult,
     sink_thread.join().map_err(|_| "sink thread panicked")?;
 
     Ok(VariantResult {
+        sinks: args.sinks,
         variant,
         consumers: args.consumers,
         size: args.size,
