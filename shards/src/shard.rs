@@ -13,6 +13,7 @@ use crate::egress::{Egress, TransportKey};
 use crate::rtcp::{build as rtcp_build, parse_compound, RtcpPacket};
 use crate::rtp::ntp::NtpTime;
 use crate::rtp::packet::RtpPacket;
+use crate::rtp::packet_store::PacketStore;
 use crate::rtp::rtp_stream::KeyFrameRequestKind;
 use crate::transport::rtp_listener::{HeaderExtensionIds, RtpListener};
 use crate::transport::webrtc_transport::is_rtcp;
@@ -414,30 +415,38 @@ impl Shard {
         for packet in packets.flatten() {
             match &packet {
                 RtcpPacket::Pli(pli) => {
-                    self.consumer_feedback(key, &router_id, pli.media_ssrc, now, |c, _| {
+                    self.consumer_feedback(key, &router_id, pli.media_ssrc, now, |c, _, _| {
                         c.receive_key_frame_request(KeyFrameRequestKind::Pli)
                     });
                 }
                 RtcpPacket::Fir(fir) => {
                     for entry in &fir.entries {
-                        self.consumer_feedback(key, &router_id, entry.ssrc, now, |c, _| {
+                        self.consumer_feedback(key, &router_id, entry.ssrc, now, |c, _, _| {
                             c.receive_key_frame_request(KeyFrameRequestKind::Fir)
                         });
                     }
                 }
                 RtcpPacket::Nack(nack) => {
-                    self.consumer_nack(key, &router_id, nack.media_ssrc, &nack.lost, now);
+                    self.consumer_feedback(
+                        key,
+                        &router_id,
+                        nack.media_ssrc,
+                        now,
+                        |c, store, eg| {
+                            c.receive_nack(&nack.lost, now, Some(store), eg);
+                        },
+                    );
                 }
                 RtcpPacket::ReceiverReport(rr) => {
                     for block in &rr.reports {
-                        self.consumer_feedback(key, &router_id, block.ssrc, now, |c, _| {
+                        self.consumer_feedback(key, &router_id, block.ssrc, now, |c, _, _| {
                             c.receive_receiver_report(block, arrival, now)
                         });
                     }
                 }
                 RtcpPacket::SenderReport(sr) => {
                     for block in &sr.reports {
-                        self.consumer_feedback(key, &router_id, block.ssrc, now, |c, _| {
+                        self.consumer_feedback(key, &router_id, block.ssrc, now, |c, _, _| {
                             c.receive_receiver_report(block, arrival, now)
                         });
                     }
@@ -491,7 +500,7 @@ impl Shard {
         router_id: &str,
         ssrc: u32,
         now: Instant,
-        f: impl FnOnce(&mut crate::consumer::Consumer, &mut dyn Egress),
+        f: impl FnOnce(&mut crate::consumer::Consumer, &PacketStore, &mut dyn Egress),
     ) {
         let Some(consumer_id) = self
             .transports
@@ -501,41 +510,10 @@ impl Shard {
         else {
             return;
         };
-        let Some(router) = self.routers.get_mut(router_id) else {
-            return;
-        };
-        let Ok(consumer) = router.consumer_mut(&consumer_id) else {
-            return;
-        };
-        let mut egress = ShardEgress {
-            now,
-            transports: &mut self.transports,
-            pool: &mut self.pool,
-            transmits: &mut self.transmits,
-        };
-        f(consumer, &mut egress);
-    }
-
-    /// A subscriber's NACK: resent by the consumer from its buffer and its producer's store.
-    fn consumer_nack(
-        &mut self,
-        key: TransportKey,
-        router_id: &str,
-        ssrc: u32,
-        lost: &[u16],
-        now: Instant,
-    ) {
-        let Some(consumer_id) = self
-            .transports
-            .get(&key)
-            .and_then(|e| e.consumer_ssrcs.get(&ssrc))
-        else {
-            return;
-        };
         let Some((consumer, store)) = self
             .routers
             .get_mut(router_id)
-            .and_then(|r| r.consumer_with_store(consumer_id))
+            .and_then(|r| r.consumer_with_store(&consumer_id))
         else {
             return;
         };
@@ -545,7 +523,7 @@ impl Shard {
             pool: &mut self.pool,
             transmits: &mut self.transmits,
         };
-        consumer.receive_nack(lost, now, Some(store), &mut egress);
+        f(consumer, store, &mut egress);
     }
 
     /// Lets every router send what its consumers asked for (key frames after a resume).
