@@ -209,6 +209,7 @@ fn small_scenario_delivers_every_packet_and_reports_every_field() {
     }
     assert_eq!(server_report["pid"], server.pid());
     assert!(r["load_tool"]["cpu_pct"].is_number());
+    assert_eq!(r["load_tool"]["saturated"], false, "{}", r["load_tool"]);
     assert!(r["timeline"].as_array().is_some_and(|t| t.len() >= 4));
     assert_eq!(r["thresholds"]["passed"], true);
     let table = String::from_utf8_lossy(&out.stdout);

@@ -301,11 +301,15 @@ pub fn run(args: LoadArgs) -> Result<Report, String> {
         }
     });
     let own_ns = delta(start.3, end.3).unwrap_or(0);
+    let tool_pct = own_ns as f64 / 1e9 / window_s.max(1e-9) * 100.0;
     let load_tool = ToolReport {
         shards: n,
         cores: args.cores.clone(),
         cpu_seconds: own_ns as f64 / 1e9,
-        cpu_pct: own_ns as f64 / 1e9 / window_s.max(1e-9) * 100.0,
+        cpu_pct: tool_pct,
+        // Each shard is one thread; 85% of them all busy means queues are building up.
+        // (Not with --spin-us: spinning shards are always busy.)
+        saturated: args.spin_us.is_none() && tool_pct >= 85.0 * n as f64,
     };
     let delivery = report::check_deliveries(&mut deliveries, &sent);
     let thresholds = report::thresholds(&args, &overall, &overall);

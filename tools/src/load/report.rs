@@ -165,6 +165,9 @@ pub struct ToolReport {
     pub cores: Vec<usize>,
     pub cpu_seconds: f64,
     pub cpu_pct: f64,
+    /// The tool used (nearly) all the cores its shards had: what it measured may be its own
+    /// limit rather than the server's.
+    pub saturated: bool,
 }
 
 /// The delivery check: every consumer of a single-stream producer got every packet the
@@ -391,8 +394,14 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "load tool: {} shard(s), CPU {:.1}% of a core",
-        r.load_tool.shards, r.load_tool.cpu_pct
+        "load tool: {} shard(s), CPU {:.1}% of a core{}",
+        r.load_tool.shards,
+        r.load_tool.cpu_pct,
+        if r.load_tool.saturated {
+            " -- SATURATED: the tool, not the server, may be the limit of this run"
+        } else {
+            ""
+        }
     );
     if r.thresholds.passed {
         let _ = writeln!(s, "thresholds: passed");
