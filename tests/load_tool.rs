@@ -126,6 +126,9 @@ fn small_scenario_delivers_every_packet_and_reports_every_field() {
         "1.5",
         "--verify",
         "1/1",
+        // Receivers poll their sockets (the bench's mode); the other tests use armed receives.
+        "--poll-us",
+        "1000",
         "--server-pid",
         &pid,
         "--json",

@@ -20,6 +20,9 @@ SCENARIOS=${SCENARIOS:-"broadcast meeting audio"}
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 OUT=${OUT:-target/bench}
+# The load tool polls its sockets (see --poll-us) so the server's sends wake nobody, as with
+# receivers across a network; POLL_US= (empty) is not allowed, use a large value to compare.
+POLL_US=${POLL_US:-500}
 mkdir -p "$OUT"
 
 echo "building release binaries..." >&2
@@ -76,6 +79,7 @@ for s in $SCENARIOS; do
   # shellcheck disable=SC2046
   taskset -c "$LOAD_CORE" "$LOAD" --url "wss://127.0.0.1:$PORT" $(scenario_load "$s") \
     --duration "$DURATION" --warmup "$WARMUP" --server-pid "$server_pid" --cores "$LOAD_CORE" \
+    --poll-us "$POLL_US" \
     --json "$OUT/load-$s.json" --plot "$OUT/load-$s.svg" --quiet | tee "$OUT/load-$s.txt" >&2 || true
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true

@@ -93,6 +93,12 @@ pub struct LoadArgs {
     /// publishers send, to exercise NACK and RTX repair (loss then counts what was not repaired).
     #[arg(long, default_value_t = 0.0)]
     pub recv_loss: f64,
+    /// Receive by polling each socket every this many µs instead of an io_uring receive armed
+    /// on it. On loopback an armed receive makes the server's every send wake this process
+    /// (charged to the server's CPU, which a receiver across a network never costs it); polling
+    /// avoids that at the price of up to this much extra latency. tools/bench.sh uses it.
+    #[arg(long)]
+    pub poll_us: Option<u64>,
     /// Busy-poll this many µs before a shard sleeps (glommio `spin_before_park`): a sleeping
     /// receiver must be woken by the sender's kernel, which on loopback is charged to the server.
     #[arg(long)]
@@ -139,6 +145,9 @@ impl LoadArgs {
         }
         if !(0.0..=50.0).contains(&self.recv_loss) {
             return Err("--recv-loss must be 0..=50 percent".into());
+        }
+        if self.poll_us.is_some_and(|p| !(10..=100_000).contains(&p)) {
+            return Err("--poll-us must be 10..=100000".into());
         }
         if self.shards == 0 {
             return Err("--shards must be at least 1".into());

@@ -178,6 +178,7 @@ async fn join(plan: &PeerPlan, ctx: &Rc<ShardCtx>) -> Result<Session, String> {
             media_handler: Some(receiver.clone()),
             connect_timeout: Duration::from_secs(20),
             recv_buffer: Some(RECV_BUFFER),
+            poll_receive: args.poll_us.map(Duration::from_micros),
             ..PeerTransportOptions::default()
         };
         let transport = PeerTransport::new(&answer, opts)
@@ -228,6 +229,7 @@ async fn join(plan: &PeerPlan, ctx: &Rc<ShardCtx>) -> Result<Session, String> {
             media_handler: Some(handler),
             connect_timeout: Duration::from_secs(20),
             recv_buffer: Some(RECV_BUFFER),
+            poll_receive: args.poll_us.map(Duration::from_micros),
             ..PeerTransportOptions::default()
         };
         let transport = PeerTransport::new(&answer, opts)

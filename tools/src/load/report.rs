@@ -208,6 +208,7 @@ pub struct ConfigSummary {
     pub warmup: f64,
     pub verify: u64,
     pub recv_loss_pct: f64,
+    pub poll_us: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -250,6 +251,7 @@ impl ConfigSummary {
             warmup: a.warmup,
             verify: a.verify,
             recv_loss_pct: a.recv_loss,
+            poll_us: a.poll_us,
         }
     }
 }

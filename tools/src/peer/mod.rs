@@ -82,6 +82,9 @@ pub struct PeerTransportOptions {
     pub media_handler: Option<Rc<dyn MediaHandler>>,
     /// UDP `SO_RCVBUF` to ask for (capped by `net.core.rmem_max`); `None` keeps the default.
     pub recv_buffer: Option<usize>,
+    /// UDP: read by polling every this often instead of a receive armed on the socket (the
+    /// load tool's `--poll-us`; adds up to this much latency).
+    pub poll_receive: Option<Duration>,
 }
 
 /// Sees every received SRTP/SRTCP packet first, still protected, with the session to unprotect
@@ -107,6 +110,7 @@ impl Default for PeerTransportOptions {
             dtls_retransmit: Duration::from_millis(100),
             media_handler: None,
             recv_buffer: None,
+            poll_receive: None,
         }
     }
 }
@@ -267,7 +271,8 @@ impl PeerTransport {
             .candidate(opts.protocol)
             .ok_or(PeerError::NoCandidate(opts.protocol.as_str()))?
             .address;
-        let socket = PeerSocket::open(opts.protocol, candidate, opts.local_addr).await?;
+        let socket =
+            PeerSocket::open(opts.protocol, candidate, opts.local_addr, opts.poll_receive).await?;
         if let Some(bytes) = opts.recv_buffer {
             socket.set_recv_buffer(bytes)?;
         }

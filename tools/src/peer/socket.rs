@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use futures::lock::Mutex;
@@ -72,6 +73,7 @@ pub(crate) enum PeerSocket {
         socket: Rc<UdpSocket>,
         remote: SocketAddr,
         local: SocketAddr,
+        poll: Option<Duration>,
     },
     Tcp {
         writer: Mutex<WriteHalf<TcpStream>>,
@@ -83,10 +85,13 @@ pub(crate) enum PeerSocket {
 
 impl PeerSocket {
     /// Binds a UDP socket at `local` (default `127.0.0.1:0`) or connects a TCP stream to `remote`.
+    /// `poll`: the UDP socket is connected to `remote` (the kernel filters other senders) so the
+    /// reader can poll it (see [`PacketReader`]).
     pub(crate) async fn open(
         protocol: Protocol,
         remote: SocketAddr,
         local: Option<SocketAddr>,
+        poll: Option<Duration>,
     ) -> io::Result<Self> {
         match protocol {
             Protocol::Udp => {
@@ -105,6 +110,9 @@ impl PeerSocket {
                 let socket = {
                     use std::os::fd::{FromRawFd, IntoRawFd};
                     let std_socket = std::net::UdpSocket::bind(local)?;
+                    if poll.is_some() {
+                        std_socket.connect(remote)?;
+                    }
                     // SAFETY: a bound UDP socket we own; glommio takes it over.
                     unsafe { UdpSocket::from_raw_fd(std_socket.into_raw_fd()) }
                 };
@@ -113,6 +121,7 @@ impl PeerSocket {
                     socket: Rc::new(socket),
                     remote,
                     local,
+                    poll,
                 })
             }
             Protocol::Tcp => {
@@ -214,9 +223,15 @@ impl PeerSocket {
     /// The receiving side; there is one, taken by the transport's reader task.
     pub(crate) fn take_reader(&self) -> io::Result<PacketReader> {
         match self {
-            Self::Udp { socket, remote, .. } => Ok(PacketReader::Udp {
+            Self::Udp {
+                socket,
+                remote,
+                poll,
+                ..
+            } => Ok(PacketReader::Udp {
                 socket: socket.clone(),
                 remote: *remote,
+                poll: *poll,
             }),
             Self::Tcp { reader, .. } => {
                 let half = reader
@@ -240,10 +255,15 @@ impl PeerSocket {
 }
 
 /// Reads whole packets: datagrams from the server's address only, or decoded TCP frames.
+/// With `poll`, the UDP reader never leaves a receive armed on the socket: it reads without
+/// waiting and sleeps `poll` when nothing is queued. A sender on the same host (the SFU under
+/// load) then never has to wake this thread per datagram — on loopback that wake-up is charged
+/// to the sender, which a receiver across a network never costs it.
 pub(crate) enum PacketReader {
     Udp {
         socket: Rc<UdpSocket>,
         remote: SocketAddr,
+        poll: Option<Duration>,
     },
     Tcp {
         half: ReadHalf<TcpStream>,
@@ -256,7 +276,35 @@ impl PacketReader {
     /// nothing is allocated per datagram); its length, or `Ok(None)` when the TCP stream ended.
     pub(crate) async fn next(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self {
-            Self::Udp { socket, remote } => loop {
+            Self::Udp {
+                socket,
+                poll: Some(interval),
+                ..
+            } => loop {
+                use std::os::fd::AsRawFd;
+                // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+                let n = unsafe {
+                    libc::recv(
+                        socket.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n >= 0 {
+                    return Ok(Some(n as usize));
+                }
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
+                        glommio::timer::sleep(*interval).await
+                    }
+                    // ICMP port unreachable reported on the connected socket: not fatal.
+                    io::ErrorKind::ConnectionRefused => {}
+                    _ => return Err(e),
+                }
+            },
+            Self::Udp { socket, remote, .. } => loop {
                 let (n, from) = socket.recv_from(buf).await?;
                 if from == *remote {
                     return Ok(Some(n));
