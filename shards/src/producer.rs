@@ -176,12 +176,7 @@ impl Producer {
         now: Instant,
         egress: &mut dyn Egress,
     ) -> bool {
-        let Some(mapped_pt) = self
-            .pt_map
-            .get(packet.payload_type() as usize)
-            .copied()
-            .flatten()
-        else {
+        let Some(mapped_pt) = pt_lookup(&self.pt_map, packet.payload_type()) else {
             return false;
         };
         if encoding >= self.streams.len() {
@@ -267,15 +262,10 @@ impl Producer {
         now: Instant,
         egress: &mut dyn Egress,
     ) -> bool {
-        let Some(media_pt) = self
-            .rtx_apt
-            .get(packet.payload_type() as usize)
-            .copied()
-            .flatten()
-        else {
+        let Some(media_pt) = pt_lookup(&self.rtx_apt, packet.payload_type()) else {
             return false;
         };
-        let Some(mapped_pt) = self.pt_map.get(media_pt as usize).copied().flatten() else {
+        let Some(mapped_pt) = pt_lookup(&self.pt_map, media_pt) else {
             return false;
         };
         let Some(stream) = self.streams.get_mut(encoding).and_then(|s| s.as_mut()) else {
@@ -365,4 +355,9 @@ fn send_nacks(lost: &[u16], ssrc: u32, transport: TransportKey, egress: &mut dyn
     let mut buf = egress.buffer();
     rtcp_build::nack(&mut buf, 0, ssrc, lost);
     egress.send_rtcp(transport, buf);
+}
+
+/// The entry for payload type `pt` in a per-payload-type table (`None` beyond 127 or unset).
+fn pt_lookup(table: &[Option<u8>; 128], pt: u8) -> Option<u8> {
+    table.get(usize::from(pt)).copied().flatten()
 }
